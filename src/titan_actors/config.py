@@ -1,0 +1,437 @@
+"""Every setting of Titan Actors, declared once.
+
+A :class:`Setting` declares a name, its ``TITAN_*`` environment variable, its default, a parser
+that validates text, its help and its CLI flag. The CLI options (:func:`settings_options`), the
+YAML config file, ``titanctl config show`` (:meth:`Config.describe`) and the docs all derive from
+:data:`SETTINGS`. Precedence: flag > environment > config file > default.
+
+The config file itself is the setting ``config_file`` (flag ``--config``, env ``TITAN_CONFIG``):
+it is resolved from flags and the environment only, and a config file may not name another one.
+
+Value formats (durations, sizes) are documented in :mod:`titan_actors.config_parse`; the key file
+format and the bind check in :mod:`titan_actors.config_security` (both re-exported here).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import platformdirs
+
+from titan_actors.config_parse import (
+    FileEntry,
+    closest,
+    format_size,
+    parse_choice,
+    parse_duration,
+    parse_host,
+    parse_int,
+    parse_optional_path,
+    parse_path,
+    parse_port,
+    parse_size,
+    read_config_file,
+)
+from titan_actors.config_security import (
+    MIN_KEY_BYTES,
+    check_bind_address,
+    generate_key_file,
+    read_key_file,
+)
+from titan_actors.errors import ConfigError, SettingDeclarationError
+
+# fmt: off
+__all__ = [
+    "MIN_KEY_BYTES", "SETTINGS", "AofFsync", "Config", "LogLevel", "SealFrames", "Setting",
+    "SettingRow", "Source", "check_bind_address", "generate_key_file", "load_config",
+    "make_registry", "read_key_file",
+]  # and settings_options, loaded lazily by __getattr__ below
+# fmt: on
+
+
+class SealFrames(StrEnum):
+    """When frames carry a MAC (see the ``seal_frames`` setting)."""
+
+    AUTO = "auto"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class AofFsync(StrEnum):
+    """When the append-only files are fsynced, as in Redis."""
+
+    ALWAYS = "always"
+    EVERYSEC = "everysec"
+    NO = "no"
+
+
+class LogLevel(StrEnum):
+    """The least severe log level written."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class Source(StrEnum):
+    """Where a setting's value came from."""
+
+    FLAG = "flag"
+    ENV = "env"
+    FILE = "file"
+    DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name, env key, default, parser, help and CLI flag.
+
+    ``parse`` turns the text a user wrote into the value, or raises ConfigError saying what is
+    wrong and what would be right. ``flag`` is derived from the name (``data_dir`` ->
+    ``--data-dir``) unless given. ``in_file`` is false for settings a config file may not set.
+    """
+
+    name: str
+    env: str
+    default: object
+    parse: Callable[[str], object] = field(repr=False)
+    help: str
+    choices: tuple[str, ...] | None = None
+    metavar: str = ""
+    flag: str = ""
+    in_file: bool = True
+    show: Callable[[Any], str] = field(default=str, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or self.name.startswith("_"):
+            raise SettingDeclarationError(f"setting name {self.name!r} is not a public identifier")
+        if not self.env.startswith("TITAN_"):
+            raise SettingDeclarationError(
+                f"setting {self.name}: env key {self.env!r} must start with TITAN_"
+            )
+        if not self.flag:
+            object.__setattr__(self, "flag", "--" + self.name.replace("_", "-"))
+        if not self.metavar:
+            metavar = "|".join(self.choices) if self.choices else self.name.upper()
+            object.__setattr__(self, "metavar", metavar)
+
+    def display(self, value: object) -> str:
+        """Format a value of this setting for people (``16MiB``, ``30s``, ``(none)``)."""
+        return "(none)" if value is None else self.show(value)
+
+
+def _choice(name: str, env: str, enum: type[StrEnum], default: StrEnum, help: str) -> Setting:
+    return Setting(name, env, default, parse_choice(enum), help, tuple(m.value for m in enum))
+
+
+def make_registry(settings: Iterable[Setting]) -> Mapping[str, Setting]:
+    """Return a read-only, ordered mapping of name -> Setting.
+
+    Raises:
+        SettingDeclarationError: two settings share a name, an env key or a flag.
+    """
+    registry: dict[str, Setting] = {}
+    claimed: dict[str, str] = {}
+    for setting in settings:
+        for claim in (setting.name, setting.env, setting.flag):
+            if claim in claimed:
+                raise SettingDeclarationError(
+                    f"setting {setting.name!r} claims {claim!r}, "
+                    f"already claimed by {claimed[claim]!r}"
+                )
+            claimed[claim] = setting.name
+        registry[setting.name] = setting
+    return MappingProxyType(registry)
+
+
+def _show_seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+_MiB = 1 << 20
+_seconds = parse_duration(0.0)
+
+# The table of settings, one entry each: name, env key, default, parser, help, then the options.
+# fmt: off
+SETTINGS: Mapping[str, Setting] = make_registry([
+    Setting("config_file", "TITAN_CONFIG", None, parse_optional_path,
+            "YAML file of settings (keys are setting names); flags and env override it.",
+            metavar="PATH", flag="--config", in_file=False),
+    Setting("data_dir", "TITAN_DATA_DIR", Path(platformdirs.user_state_dir("titan-actors")),
+            parse_path,
+            "Root of the data directories; each component uses its own subdirectory "
+            "(master, store, worker-<name>, web).",
+            metavar="PATH"),
+    Setting("host", "TITAN_HOST", "127.0.0.1", parse_host,
+            "Address to bind (servers) or of the master (clients). A non-loopback bind needs "
+            "--key-file.",
+            metavar="HOST"),
+    Setting("port", "TITAN_PORT", 9090, parse_port,
+            "Master port, 0..65535; 0 picks a free port.",
+            metavar="PORT"),
+    Setting("web_port", "TITAN_WEB_PORT", 5000, parse_port,
+            "Web console port, 0..65535; 0 picks a free port.",
+            metavar="PORT"),
+    Setting("store_port", "TITAN_STORE_PORT", 6379, parse_port,
+            "Port of a separate store process, 0..65535; 0 picks a free port.",
+            metavar="PORT"),
+    Setting("key_file", "TITAN_KEY_FILE", None, parse_optional_path,
+            "Cluster key file (mode 0600; 32+ random bytes as hex), from `titanctl key "
+            "generate`. Without it peers are not authenticated.",
+            metavar="PATH"),
+    Setting("tls_cert", "TITAN_TLS_CERT", None, parse_optional_path,
+            "TLS certificate (PEM); enables TLS together with --tls-key.",
+            metavar="PATH"),
+    Setting("tls_key", "TITAN_TLS_KEY", None, parse_optional_path,
+            "TLS private key (PEM) of --tls-cert.",
+            metavar="PATH"),
+    Setting("tls_ca", "TITAN_TLS_CA", None, parse_optional_path,
+            "CA bundle (PEM) to verify peers' TLS certificates.",
+            metavar="PATH"),
+    _choice("seal_frames", "TITAN_SEAL_FRAMES", SealFrames, SealFrames.AUTO,
+            "MAC every frame: auto = frames from peers off loopback, unless TLS is on."),
+    Setting("max_frame_size", "TITAN_MAX_FRAME_SIZE", 16 * _MiB, parse_size(1024, 1024 * _MiB),
+            "Largest frame accepted, 1KiB..1GiB (1048576, 512k, 16MiB).",
+            metavar="SIZE", show=format_size),
+    Setting("ask_timeout", "TITAN_ASK_TIMEOUT", 30.0, _seconds,
+            "Default timeout of an ask, > 0 (30, 30s, 500ms, 2m).",
+            metavar="SECONDS", show=_show_seconds),
+    Setting("handshake_timeout", "TITAN_HANDSHAKE_TIMEOUT", 10.0, _seconds,
+            "Time a peer has to complete the handshake, > 0 (10, 10s, 500ms).",
+            metavar="SECONDS", show=_show_seconds),
+    Setting("mailbox_size", "TITAN_MAILBOX_SIZE", 1000, parse_int(1),
+            "Capacity of each actor's mailbox, >= 1.",
+            metavar="COUNT"),
+    _choice("aof_fsync", "TITAN_AOF_FSYNC", AofFsync, AofFsync.ALWAYS,
+            "When to fsync the append-only files: always (lose nothing), everysec (lose up to "
+            "1s), no (leave it to the OS)."),
+    Setting("aof_rewrite_min_size", "TITAN_AOF_REWRITE_MIN_SIZE", 64 * _MiB, parse_size(0),
+            "Do not rewrite an append-only file smaller than this (64MiB, 512k).",
+            metavar="SIZE", show=format_size),
+    Setting("aof_rewrite_percentage", "TITAN_AOF_REWRITE_PERCENTAGE", 100, parse_int(0),
+            "Rewrite an append-only file once it grew by this percent since the last rewrite; "
+            "0 disables automatic rewrites.",
+            metavar="PERCENT"),
+    _choice("log_level", "TITAN_LOG_LEVEL", LogLevel, LogLevel.INFO,
+            "Least severe log level written."),
+])
+# fmt: on
+
+
+class SettingRow(NamedTuple):
+    """One row of ``titanctl config show``."""
+
+    name: str
+    value: object
+    source: Source
+    env: str
+    help: str
+
+
+class Config:
+    """The resolved settings: immutable, read by attribute (``cfg.port``).
+
+    Built by :func:`load_config`; :meth:`source` says where each value came from.
+    """
+
+    __slots__ = ("_sources", "_values")
+    _values: Mapping[str, object]
+    _sources: Mapping[str, Source]
+
+    def __init__(self, values: Mapping[str, object], sources: Mapping[str, Source]) -> None:
+        if set(values) != set(SETTINGS) or set(sources) != set(SETTINGS):
+            raise ConfigError("a Config needs a value and a source for every setting")
+        object.__setattr__(self, "_values", MappingProxyType({n: values[n] for n in SETTINGS}))
+        object.__setattr__(
+            self, "_sources", MappingProxyType({n: Source(sources[n]) for n in SETTINGS})
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(_unknown(name, "Config has no setting")) from None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Config is immutable; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Config is immutable; cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Config):
+            return NotImplemented
+        return dict(self._values) == dict(other._values) and dict(self._sources) == dict(
+            other._sources
+        )
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._values.items()))
+
+    def __reduce__(self) -> tuple[type[Config], tuple[dict[str, object], dict[str, Source]]]:
+        # copy and pickle would otherwise restore the slots through the refused __setattr__
+        return Config, (dict(self._values), dict(self._sources))
+
+    def __repr__(self) -> str:
+        changed = ", ".join(
+            f"{n}={v!r}" for n, v in self._values.items() if self._sources[n] != Source.DEFAULT
+        )
+        return f"Config({changed})"
+
+    def source(self, name: str) -> Source:
+        """Return where setting ``name`` came from: flag, env, file or default."""
+        if name not in self._sources:
+            raise ConfigError(_unknown(name, "unknown setting"))
+        return self._sources[name]
+
+    def as_dict(self) -> dict[str, object]:
+        """Return the values as a new dict, in declaration order."""
+        return dict(self._values)
+
+    def describe(self) -> list[SettingRow]:
+        """Return one row per setting (name, value, source, env key, help), in declaration order."""
+        return [
+            SettingRow(name, self._values[name], self._sources[name], setting.env, setting.help)
+            for name, setting in SETTINGS.items()
+        ]
+
+
+def _unknown(name: str, what: str) -> str:
+    hint = closest(name, SETTINGS)
+    return f"{what} {name!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+
+
+def load_config(
+    flags: Mapping[str, object] | None = None,
+    env: Mapping[str, str] = os.environ,
+    file: str | os.PathLike[str] | None = None,
+) -> Config:
+    """Resolve every setting: flag > env > config file > default.
+
+    Args:
+        flags: setting name -> value given on the command line; None means "not given". A str is
+            parsed like an env value; any other value is formatted with ``str`` and parsed, so it
+            is validated the same way.
+        env: the environment; only the settings' ``TITAN_*`` keys are read.
+        file: the config file; when None, the ``config_file`` setting (``--config`` /
+            ``TITAN_CONFIG``) names it, and without one no file is read. A file given here
+            overrides ``flags["config_file"]`` and counts as a flag. A relative path in the
+            file is relative to the file's directory.
+
+    Raises:
+        ConfigError: an unknown flag name, an unknown key in the file, or an invalid value. The
+            message lists every problem, each naming its flag, env key or file:line and key, and
+            what would be right.
+    """
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    for name in flags:
+        if name not in SETTINGS:
+            raise ConfigError(_unknown(name, "unknown setting"))
+    if file is not None:
+        flags["config_file"] = file
+    values: dict[str, object] = {}
+    sources: dict[str, Source] = {}
+    errors: list[str] = []
+    config_file = SETTINGS["config_file"]
+    _resolve(config_file, _given(config_file, flags, env), values, sources, errors)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    path = values["config_file"]
+    entries = _file_entries(path) if isinstance(path, Path) else {}
+    for setting in SETTINGS.values():
+        if setting is not config_file:
+            given = _given(setting, flags, env, path, entries)
+            _resolve(setting, given, values, sources, errors)
+            value = values.get(setting.name)
+            if sources.get(setting.name) is Source.FILE and isinstance(value, Path):
+                values[setting.name] = path.parent / value  # no-op for an absolute path
+    if not errors:
+        errors = _check_combinations(values)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return Config(values, sources)
+
+
+def _given(
+    setting: Setting,
+    flags: Mapping[str, object],
+    env: Mapping[str, str],
+    path: object = None,
+    entries: Mapping[str, FileEntry] | None = None,
+) -> tuple[str, Source, str] | None:
+    """Return (text, source, where it was given) for the highest layer that sets ``setting``."""
+    if setting.name in flags:
+        raw = flags[setting.name]
+        text = os.fspath(raw) if isinstance(raw, os.PathLike) else str(raw)
+        return text, Source.FLAG, setting.flag
+    if setting.env in env:
+        return env[setting.env], Source.ENV, setting.env
+    if entries and setting.name in entries:
+        entry = entries[setting.name]
+        return entry.text, Source.FILE, f"{path}:{entry.line}: {setting.name}"
+    return None
+
+
+def _resolve(
+    setting: Setting,
+    given: tuple[str, Source, str] | None,
+    values: dict[str, object],
+    sources: dict[str, Source],
+    errors: list[str],
+) -> None:
+    if given is None:
+        values[setting.name], sources[setting.name] = setting.default, Source.DEFAULT
+        return
+    text, source, where = given
+    try:
+        values[setting.name], sources[setting.name] = setting.parse(text), source
+    except ConfigError as e:
+        errors.append(f"{where}: {e}")
+
+
+def _file_entries(path: Path) -> dict[str, FileEntry]:
+    entries: dict[str, FileEntry] = {}
+    problems: list[str] = []
+    for entry in read_config_file(path):
+        setting = SETTINGS.get(entry.key)
+        if setting is None:
+            hint = closest(entry.key, [s.name for s in SETTINGS.values() if s.in_file])
+            known = (
+                f"did you mean {hint!r}?" if hint else "see `titanctl config show` for the settings"
+            )
+            problems.append(f"{path}:{entry.line}: unknown setting {entry.key!r}; {known}")
+        elif not setting.in_file:
+            problems.append(
+                f"{path}:{entry.line}: {entry.key} cannot be set in a config file; "
+                f"use {setting.flag} or {setting.env}"
+            )
+        else:
+            entries[entry.key] = entry
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return entries
+
+
+def _check_combinations(values: Mapping[str, object]) -> list[str]:
+    if (values["tls_cert"] is None) != (values["tls_key"] is None):
+        return ["tls_cert and tls_key go together: set both (--tls-cert and --tls-key) or neither"]
+    return []
+
+
+def __getattr__(name: str) -> Any:
+    # settings_options lives in config_cli, loaded on first use, so that importing config (as the
+    # servers and the SDK do) does not import typer and rich.
+    if name == "settings_options":
+        from titan_actors.config_cli import settings_options
+
+        return settings_options
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

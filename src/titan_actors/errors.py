@@ -1,0 +1,221 @@
+"""The one error tree of Titan Actors.
+
+Every error the runtime raises descends from :class:`TitanError`. The branches say who is to
+blame, in the manner of trio: ``UsageError`` (the user's input is invalid), ``ProtocolError`` (the
+bytes a peer sent are bad), ``ClosedError`` (we closed it) and ``BrokenError`` (the peer broke it),
+``AuthError`` (the peer could not prove who it is, or may not do this), ``ActorError`` (the actor
+system refused or lost a message) and ``PersistenceError`` (an append-only file is damaged or
+cannot be written).
+
+Errors that cross the wire are re-raised on the other side as the same class when the name is
+known here (see :func:`error_class`), so a client catches ``PermissionDeniedError`` whether the
+actor it asked is local or remote.
+"""
+
+from __future__ import annotations
+
+_BY_NAME: dict[str, type["TitanError"]] = {}
+
+
+class TitanError(Exception):
+    """Base of every error raised by Titan Actors."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        _BY_NAME[cls.__name__] = cls
+
+
+def error_class(name: str) -> type[TitanError] | None:
+    """Return the TitanError subclass called ``name``, or None when no such class exists."""
+    return _BY_NAME.get(name)
+
+
+_BY_NAME["TitanError"] = TitanError
+
+
+# -- the user's input is invalid -------------------------------------------------------------
+
+class UsageError(TitanError):
+    """The user's input (a flag, a setting, a file, a field) is invalid; the message says how."""
+
+
+class ConfigError(UsageError):
+    """A setting has an invalid value, or a combination of settings is unsafe."""
+
+
+class DataDirLockedError(UsageError):
+    """Another process already owns this data directory."""
+
+
+# -- the bytes are bad -------------------------------------------------------------------------
+
+class ProtocolError(TitanError):
+    """A peer sent bytes that do not follow the wire protocol."""
+
+
+class IncompleteFrameError(ProtocolError):
+    """The bytes end before the frame does (more bytes may complete it)."""
+
+
+class BadMagicError(ProtocolError):
+    """A frame does not start with the protocol's magic bytes: the peer is not a Titan peer."""
+
+
+class VersionMismatchError(ProtocolError):
+    """The peer speaks another version of the protocol."""
+
+
+class FrameTooLargeError(ProtocolError):
+    """A frame announces a payload longer than the configured maximum."""
+
+
+class UnknownMessageTypeError(ProtocolError):
+    """A frame carries a message type id that no registered message has."""
+
+
+class DuplicateMessageIdError(TitanError):
+    """Two message classes claim the same type id (raised at import: a programming error)."""
+
+
+class DecodeError(ProtocolError):
+    """A payload cannot be decoded into its message."""
+
+
+class TruncatedPayloadError(DecodeError):
+    """A payload ends before all fields of its message were read."""
+
+
+class TrailingBytesError(DecodeError):
+    """A payload has bytes left over after all fields of its message were read."""
+
+
+class BadUtf8Error(DecodeError):
+    """A string field is not valid UTF-8."""
+
+
+class BadFieldValueError(DecodeError):
+    """A field holds a value outside its type (an unknown enum value, a bad presence flag)."""
+
+
+class EncodeError(TitanError):
+    """A message cannot be encoded: a field holds a value its declared type cannot carry."""
+
+
+# -- authentication and permission -------------------------------------------------------------
+
+class AuthError(TitanError):
+    """A peer could not prove who it is, or may not do what it asked."""
+
+
+class HandshakeError(AuthError):
+    """The handshake failed: wrong key, wrong role, replayed nonce, or a refused peer."""
+
+
+class PermissionDeniedError(AuthError):
+    """The peer's role may not send this message."""
+
+
+class FrameAuthError(AuthError):
+    """A sealed frame failed its MAC or sequence check: it was forged, altered or replayed."""
+
+
+# -- connections -------------------------------------------------------------------------------
+
+class ConnectionError_(TitanError):
+    """Base for connection failures (named with a trailing underscore to keep the builtin)."""
+
+
+class ClosedError(ConnectionError_):
+    """We closed this connection (or this side stopped) and then tried to use it."""
+
+
+class BrokenError(ConnectionError_):
+    """The peer closed or broke the connection; pending requests on it have failed."""
+
+
+class ConnectTimeoutError(ConnectionError_):
+    """The peer could not be reached within the timeout."""
+
+
+# -- actors ------------------------------------------------------------------------------------
+
+class ActorError(TitanError):
+    """The actor system refused or lost a message."""
+
+
+class ActorDeadError(ActorError):
+    """The actor stopped (or was never started) before it could handle the message."""
+
+
+class MailboxFullError(ActorError):
+    """The actor's mailbox stayed full for the whole timeout of a ``tell``."""
+
+
+class AskTimeoutError(ActorError):
+    """No reply came within the timeout of an ``ask``."""
+
+
+class NoHandlerError(ActorError):
+    """The actor has no handler for this message type."""
+
+
+class RemoteError(ActorError):
+    """A remote handler raised an error whose class is not known on this side."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.remote_message = message
+
+
+# -- persistence -------------------------------------------------------------------------------
+
+class PersistenceError(TitanError):
+    """An append-only file cannot be read or written."""
+
+
+class AofFormatError(PersistenceError):
+    """The file is not an append-only file of a format version this release can read."""
+
+
+class AofCorruptError(PersistenceError):
+    """A record before the end of the file is damaged; loading is refused."""
+
+
+class AofTornTailError(PersistenceError):
+    """The last record is incomplete (a torn write); refused in strict mode only."""
+
+
+class SettingDeclarationError(TitanError):
+    """A setting is declared wrong: a name, env key or flag is malformed or claimed twice (raised
+    at import: a programming error)."""
+
+
+class AofRecordTooLargeError(PersistenceError):
+    """A record is longer than the configured maximum record size; nothing was written."""
+
+
+class AofWriteError(PersistenceError):
+    """A record could not be made durable (a write or fsync failed); the AOF is degraded."""
+
+
+class AofClosedError(PersistenceError):
+    """We closed this append-only file and then tried to append to it or rewrite it."""
+
+
+class AofTimeoutError(PersistenceError):
+    """A durability barrier did not resolve within the timeout; the record is not acknowledged."""
+
+
+class AofRewriteError(PersistenceError):
+    """A rewrite (compaction) failed or was refused; the message says whether appends go on."""
+
+
+# -- wire framing (appended by the wire codec) -------------------------------------------------
+
+class UnknownFlagsError(ProtocolError):
+    """A frame header sets flag bits that this protocol version does not define."""
+
+
+class TrailingFrameBytesError(ProtocolError):
+    """Bytes follow the one frame that was expected (see ``wire.frame.decode_frame``)."""

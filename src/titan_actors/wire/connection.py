@@ -1,0 +1,181 @@
+"""A framed, optionally sealed connection over any socket-like transport.
+
+No gevent here: handed a ``gevent.socket`` it cooperates with the event loop, handed a plain
+``socket`` (the SDK) it blocks. The transport needs ``sendall``, ``recv``, ``close`` and
+``getpeername``; ``wire.memory`` provides an in-memory pair with the same interface for tests.
+
+The connection owns one :class:`FrameReader` (one reader at a time) and serialises senders with
+an injectable lock, so that sealing counters and frame bytes leave in the same order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from typing import Any, ContextManager
+
+from ..errors import BrokenError, ClosedError, ConnectTimeoutError
+from . import codec
+from .frame import DEFAULT_MAX_PAYLOAD, Flag, Frame, FrameReader, pack_frame
+from .registry import Message
+from .seal import FrameOpener, FrameSealer
+
+RECV_CHUNK = 256 * 1024
+CLIENT_TO_SERVER = b"c2s"
+SERVER_TO_CLIENT = b"s2c"
+
+
+def format_address(address: Any) -> str:
+    """``host:port`` for an address tuple; the repr of anything else (a Unix or memory peer)."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = address[0]
+        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
+    return str(address)
+
+
+class Connection:
+    """Frames in and out of one transport.
+
+    Args:
+        transport: a connected socket-like object.
+        max_payload: frames announcing more are refused before their payload is read.
+        send_lock: a context manager factory guarding sends (a gevent lock for greenlets).
+    """
+
+    def __init__(self, transport: Any, *, max_payload: int = DEFAULT_MAX_PAYLOAD,
+                 send_lock: ContextManager | None = None) -> None:
+        self._transport = transport
+        self._reader = FrameReader(max_payload)
+        self._ready: list[Frame] = []
+        self._send_lock = send_lock or contextlib.nullcontext()
+        self._sealer: FrameSealer | None = None
+        self._opener: FrameOpener | None = None
+        self._closed = False
+        self._broken: BaseException | None = None
+        try:
+            self.peer_address = format_address(transport.getpeername())
+        except OSError:
+            self.peer_address = "unknown"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def sealed(self) -> bool:
+        return self._sealer is not None
+
+    def enable_sealing(self, session_key: bytes, *, is_client: bool) -> None:
+        """Seal every frame from now on (call right after the handshake, on both ends)."""
+        out_label, in_label = ((CLIENT_TO_SERVER, SERVER_TO_CLIENT) if is_client
+                               else (SERVER_TO_CLIENT, CLIENT_TO_SERVER))
+        self._sealer = FrameSealer(session_key, out_label)
+        self._opener = FrameOpener(session_key, in_label)
+
+    def send(self, message: Message, *, flags: Flag = Flag(0), request_id: int = 0) -> None:
+        """Encode and send one message.
+
+        Raises:
+            ClosedError: we closed this connection.
+            BrokenError: the peer closed it or the transport failed.
+            EncodeError: the message cannot be encoded (nothing was sent).
+        """
+        type_id, payload = codec.encode_any(message)
+        self.send_raw(type_id, payload, flags=flags, request_id=request_id)
+
+    def send_none(self, *, flags: Flag = Flag(0), request_id: int = 0) -> None:
+        """Send the empty reply (type id 0): an ask answered with None."""
+        self.send_raw(0, b"", flags=flags, request_id=request_id)
+
+    def send_raw(self, type_id: int, payload: bytes, *, flags: Flag = Flag(0),
+                 request_id: int = 0) -> None:
+        """Send one frame of already encoded payload (sealed when sealing is on)."""
+        self._check_open()
+        with self._send_lock:
+            if self._sealer is not None:
+                flags, payload = self._sealer.seal(type_id, flags, request_id, payload)
+            self._write(pack_frame(type_id, payload, flags=flags, request_id=request_id))
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._transport.sendall(data)
+        except socket.timeout as error:
+            self._fail(BrokenError(f"sending to {self.peer_address} timed out"), error)
+        except OSError as error:
+            if self._closed and self._broken is None:
+                raise ClosedError(f"the connection to {self.peer_address} was closed by this "
+                                  "side") from error
+            self._fail(BrokenError(f"connection to {self.peer_address} broke while sending: "
+                                   f"{error}"), error)
+
+    def send_batch(self, frames: list[tuple[int, bytes, Flag, int]]) -> None:
+        """Send several ``(type_id, payload, flags, request_id)`` frames with one write."""
+        self._check_open()
+        with self._send_lock:
+            parts = []
+            for type_id, payload, flags, request_id in frames:
+                if self._sealer is not None:
+                    flags, payload = self._sealer.seal(type_id, flags, request_id, payload)
+                parts.append(pack_frame(type_id, payload, flags=flags, request_id=request_id))
+            self._write(b"".join(parts))
+
+    def recv(self) -> Frame:
+        """Read the next frame (unsealed). Only one greenlet or thread may read.
+
+        Raises:
+            BrokenError: the peer closed the connection or the transport failed.
+            ConnectTimeoutError: the transport's timeout expired (blocking sockets).
+            ProtocolError: the bytes are not a valid frame (the reader stays failed: close).
+            FrameAuthError: a sealed frame failed its check (close the connection).
+        """
+        while not self._ready:
+            self._check_open()
+            try:
+                data = self._transport.recv(RECV_CHUNK)
+            except socket.timeout as error:
+                raise ConnectTimeoutError(
+                    f"no answer from {self.peer_address} within the timeout") from error
+            except OSError as error:
+                if self._closed and self._broken is None:
+                    raise ClosedError(f"the connection to {self.peer_address} was closed by "
+                                      "this side") from error
+                self._fail(BrokenError(f"connection to {self.peer_address} broke: {error}"),
+                           error)
+            if not data:
+                if self._closed and self._broken is None:
+                    raise ClosedError(f"the connection to {self.peer_address} was closed by "
+                                      "this side")
+                self._fail(BrokenError(f"{self.peer_address} closed the connection"))
+            self._ready.extend(self._reader.feed(data))
+        frame = self._ready.pop(0)
+        if self._opener is not None:
+            frame = self._opener.open(frame)
+        return frame
+
+    def recv_message(self) -> tuple[Message | None, Frame]:
+        """Read the next frame and decode its message (None for the empty reply)."""
+        frame = self.recv()
+        if frame.type_id == 0:
+            return None, frame
+        return codec.decode_frame_message(frame), frame
+
+    def close(self) -> None:
+        """Close the transport. Further sends raise ClosedError; closing twice does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._transport.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._transport.close()
+
+    def _check_open(self) -> None:
+        if self._broken is not None:
+            raise BrokenError(str(self._broken))
+        if self._closed:
+            raise ClosedError(f"the connection to {self.peer_address} was closed by this side")
+
+    def _fail(self, error: BrokenError, cause: BaseException | None = None) -> None:
+        self._broken = error
+        self.close()
+        raise error from cause

@@ -1,0 +1,3 @@
+"""Every message of the protocol, one module per actor family; importing this registers them."""
+
+from . import control, handshake  # noqa: F401  (importing registers the types)

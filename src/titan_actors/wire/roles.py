@@ -1,0 +1,77 @@
+"""Peer roles and what each may do.
+
+A connection's role is fixed by its handshake. Every message type declares the capability it needs
+(``requires=`` in :func:`titan_actors.wire.registry.message`); the bridge refuses a message whose
+capability the sender's role lacks, before any actor sees it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class Role(enum.IntEnum):
+    """Who is on the other end of a connection."""
+
+    CLIENT = 1   # a user: submit, query, decide gates
+    ADMIN = 2    # an operator: everything, cluster control included
+    WORKER = 3   # a worker process: register and report only
+    JOB = 4      # a job process holding a per-attempt token
+    PEER = 5     # another component of the cluster (store <-> master)
+
+
+class Capability(enum.IntEnum):
+    """One kind of thing a peer may do."""
+
+    PING = 1             # liveness and version queries
+    QUERY = 2            # read run, job, worker and log state
+    SUBMIT = 3           # submit new runs
+    EXTEND_OWN_RUN = 4   # add jobs to the run the job belongs to
+    DECIDE_GATES = 5     # approve or reject human gates
+    CLUSTER_CONTROL = 6  # stop workers, prune, compact, shut down
+    REGISTER_WORKER = 7  # register as a worker and report on dispatched work
+    STORE = 8            # read and write the key-value store
+    ARTIFACTS = 9        # upload and download files
+    PEER_LINK = 10       # component-to-component traffic
+
+
+_C = Capability
+
+CAPABILITIES: dict[Role, frozenset[Capability]] = {
+    Role.CLIENT: frozenset({_C.PING, _C.QUERY, _C.SUBMIT, _C.EXTEND_OWN_RUN, _C.DECIDE_GATES,
+                            _C.STORE, _C.ARTIFACTS}),
+    Role.ADMIN: frozenset(Capability),
+    Role.WORKER: frozenset({_C.PING, _C.REGISTER_WORKER}),
+    Role.JOB: frozenset({_C.PING, _C.QUERY, _C.SUBMIT, _C.EXTEND_OWN_RUN, _C.STORE,
+                         _C.ARTIFACTS}),
+    Role.PEER: frozenset({_C.PING, _C.PEER_LINK, _C.STORE}),
+}
+
+
+def role_may(role: Role, capability: Capability) -> bool:
+    """Return True when a peer of ``role`` holds ``capability``."""
+    return capability in CAPABILITIES[role]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """Who sent a message: fixed by the handshake of its connection, or LOCAL in-process.
+
+    ``run_id`` and ``job_id`` scope a job token (role JOB); ``address`` is "host:port" of the
+    remote end, or "local".
+    """
+
+    role: Role
+    identity: str
+    address: str = "local"
+    run_id: str = ""
+    job_id: str = ""
+
+    @property
+    def is_local(self) -> bool:
+        """True for a sender in this process (no connection, no handshake)."""
+        return self.address == "local"
+
+
+LOCAL_PEER = PeerInfo(role=Role.ADMIN, identity="local")

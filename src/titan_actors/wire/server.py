@@ -1,0 +1,197 @@
+"""Serving an actor on a TCP port, and dialling one: the gevent ends of the bridge.
+
+:class:`ActorServer` accepts connections with a ``gevent.server.StreamServer`` whose pool bounds
+the number of connections (it stops accepting while the pool is full), runs the handshake within
+a timeout, and serves each connection with an :class:`Endpoint` whose requests go to the target
+actor. A connection that sends garbage, fails its handshake or breaks is closed alone; everyone
+else goes on being served.
+
+:func:`dial` connects to such a server and returns a started Endpoint whose ``remote`` is a ref to
+the server's actor; requests the server sends back go to ``local``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import ssl
+from typing import Callable
+
+import gevent
+from gevent import socket as gsocket
+from gevent.pool import Pool
+from gevent.server import StreamServer
+
+from ..actors.base import Ref
+from ..actors.clock import SYSTEM_CLOCK, Clock
+from ..config import SealFrames, check_bind_address
+from ..errors import (AuthError, BrokenError, ConfigError, ConnectionError_, ConnectTimeoutError,
+                      ProtocolError)
+from .auth import ClientHandshake, JobToken, KeyRing, ServerHandshake
+from .bridge import Endpoint, make_send_lock
+from .connection import Connection
+from .frame import DEFAULT_MAX_PAYLOAD
+from .greeting import client_handshake, server_handshake
+from .messages.handshake import JobTokenClaims
+from .roles import Role
+
+log = logging.getLogger("titan.wire")
+
+
+def is_loopback_address(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and names that mean them."""
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def should_seal(policy: SealFrames, peer_host: str, over_tls: bool, has_key: bool) -> bool:
+    """Whether frames on a connection must carry a MAC (see the ``seal_frames`` setting)."""
+    if not has_key or policy is SealFrames.NEVER:
+        return False
+    if policy is SealFrames.ALWAYS:
+        return True
+    return not over_tls and not is_loopback_address(peer_host)
+
+
+class ActorServer:
+    """Serve ``target`` to every peer that completes the handshake.
+
+    Args:
+        target: the actor that handles requests from peers.
+        host, port: where to listen (port 0 picks a free port; see :attr:`address`).
+        identity: this server's name, sent in handshakes.
+        keys: the cluster key ring; None runs unauthenticated (loopback only).
+        seal_frames: when to MAC frames after the handshake.
+        tls: an SSL context (server side) to wrap accepted connections with.
+        max_payload: the largest frame payload accepted.
+        handshake_timeout: seconds a peer gets to finish the handshake.
+        max_connections: the pool bound; accepting pauses while it is full.
+        allowed_roles: roles accepted on this port.
+        token_valid: extra check of job tokens (the attempt is still live).
+        on_connect / on_disconnect: called with each Endpoint after its handshake / at its end.
+    """
+
+    def __init__(self, target: Ref | None, *, host: str = "127.0.0.1", port: int = 0,
+                 identity: str = "titan", keys: KeyRing | None = None,
+                 seal_frames: SealFrames = SealFrames.AUTO, tls: ssl.SSLContext | None = None,
+                 max_payload: int = DEFAULT_MAX_PAYLOAD, handshake_timeout: float = 10.0,
+                 max_connections: int = 1024, allowed_roles: frozenset[Role] = frozenset(Role),
+                 token_valid: Callable[[JobTokenClaims], bool] | None = None,
+                 on_connect: Callable[[Endpoint], None] | None = None,
+                 on_disconnect: Callable[[Endpoint], None] | None = None,
+                 clock: Clock = SYSTEM_CLOCK, wall_clock: Callable[[], float] | None = None):
+        check_bind_address(host, keys is not None)
+        self._target = target
+        self._identity = identity
+        self._keys = keys
+        self._seal_policy = seal_frames
+        self._tls = tls
+        self._max_payload = max_payload
+        self._handshake_timeout = handshake_timeout
+        self._allowed_roles = allowed_roles
+        self._token_valid = token_valid
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self._clock = clock
+        self._wall_clock = wall_clock or clock.time
+        self.endpoints: set[Endpoint] = set()
+        self._server = StreamServer((host, port), self._handle, spawn=Pool(max_connections))
+        self._host = host
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) actually bound: the chosen port when 0 was asked for."""
+        return self._server.address[0], self._server.address[1]
+
+    def start(self) -> "ActorServer":
+        """Bind and start accepting. Raises ConfigError naming the port when it is taken."""
+        try:
+            self._server.start()
+        except OSError as error:
+            raise ConfigError(f"cannot listen on {self._host}:{self._server.address[1]}: "
+                              f"{error.strerror or error} (is another process using it? "
+                              "choose another with --port)") from error
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, close every connection, and wait up to ``timeout`` for handlers."""
+        self._server.close()
+        for endpoint in list(self.endpoints):
+            endpoint.close()
+        self._server.stop(timeout=timeout)
+
+    def _handle(self, sock: gsocket.socket, address: tuple) -> None:
+        if self._tls is not None:
+            try:
+                sock = self._tls.wrap_socket(sock, server_side=True)
+            except (ssl.SSLError, OSError) as error:
+                log.info("TLS handshake with %s failed: %s", address, error)
+                sock.close()
+                return
+        sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
+        connection = Connection(sock, max_payload=self._max_payload, send_lock=make_send_lock())
+        seal = should_seal(self._seal_policy, str(address[0]), self._tls is not None,
+                           self._keys is not None)
+        handshake = ServerHandshake(self._identity, self._keys, connection.peer_address,
+                                    seal=seal, allowed_roles=self._allowed_roles,
+                                    token_valid=self._token_valid, wall_clock=self._wall_clock)
+        try:
+            with gevent.Timeout(self._handshake_timeout,
+                                ConnectTimeoutError("handshake took too long")):
+                session = server_handshake(connection, handshake)
+        except (AuthError, ProtocolError, ConnectionError_) as error:
+            log.info("refused %s: %s", connection.peer_address, error)
+            connection.close()
+            return
+        endpoint = Endpoint(connection, session, local=self._target,
+                            name=f"{self._identity}<-{session.peer.identity}",
+                            clock=self._clock, on_closed=self._closed)
+        self.endpoints.add(endpoint)
+        if self._on_connect is not None:
+            self._on_connect(endpoint)
+        endpoint.serve()
+
+    def _closed(self, endpoint: Endpoint) -> None:
+        self.endpoints.discard(endpoint)
+        if self._on_disconnect is not None:
+            self._on_disconnect(endpoint)
+
+
+def dial(host: str, port: int, *, role: Role = Role.CLIENT, identity: str = "client",
+         keys: KeyRing | None = None, token: JobToken | None = None,
+         local: Ref | None = None, tls: ssl.SSLContext | None = None,
+         timeout: float = 10.0, max_payload: int = DEFAULT_MAX_PAYLOAD,
+         clock: Clock = SYSTEM_CLOCK) -> Endpoint:
+    """Connect, handshake and return a started Endpoint (``endpoint.remote`` is the server's
+    actor; requests from the server go to ``local``).
+
+    Raises:
+        ConnectTimeoutError: no connection or no handshake within ``timeout``.
+        BrokenError: the connection was refused or broke.
+        HandshakeError / VersionMismatchError: the handshake failed (the message says why).
+    """
+    try:
+        sock = gsocket.create_connection((host, port), timeout=timeout)
+    except gsocket.timeout as error:
+        raise ConnectTimeoutError(f"could not reach {host}:{port} within {timeout} s") from error
+    except OSError as error:
+        raise BrokenError(f"could not connect to {host}:{port}: {error.strerror or error}") \
+            from error
+    sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
+    if tls is not None:
+        sock = tls.wrap_socket(sock, server_hostname=host)
+    connection = Connection(sock, max_payload=max_payload, send_lock=make_send_lock())
+    try:
+        with gevent.Timeout(timeout, ConnectTimeoutError(
+                f"{host}:{port} did not finish the handshake within {timeout} s")):
+            session = client_handshake(connection, ClientHandshake(role, identity, keys, token))
+    except BaseException:
+        connection.close()
+        raise
+    sock.settimeout(None)
+    return Endpoint(connection, session, local=local, name=f"{identity}->{host}:{port}",
+                    clock=clock).start()

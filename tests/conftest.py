@@ -1,0 +1,38 @@
+"""Suite-wide rules: any greenlet error fails the test (unless the test expects some)."""
+
+from __future__ import annotations
+
+import gevent
+import pytest
+
+
+class GreenletErrors:
+    """Errors that reached gevent's hub during a test."""
+
+    def __init__(self) -> None:
+        self.errors: list[tuple[object, BaseException]] = []
+        self.expected = False
+
+    def expect(self) -> None:
+        """Allow greenlet errors in this test (it asserts on them itself)."""
+        self.expected = True
+
+
+@pytest.fixture(autouse=True)
+def greenlet_errors():
+    hub = gevent.get_hub()
+    record = GreenletErrors()
+    original = hub.handle_error
+
+    def handle_error(context, type_, value, tb):
+        if type_ is not None and not issubclass(type_, hub.NOT_ERROR):
+            record.errors.append((context, value))
+        return original(context, type_, value, tb)
+
+    hub.handle_error = handle_error
+    try:
+        yield record
+    finally:
+        del hub.handle_error
+    if record.errors and not record.expected:
+        pytest.fail(f"greenlet errors during the test: {record.errors!r}")
