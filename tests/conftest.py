@@ -36,3 +36,13 @@ def greenlet_errors():
         del hub.handle_error
     if record.errors and not record.expected:
         pytest.fail(f"greenlet errors during the test: {record.errors!r}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def never_monkey_patched():
+    """The test process stays unpatched: the SDK, MCP and browser tests need real blocking I/O."""
+    from gevent import monkey
+    yield
+    patched = [name for name in ("socket", "ssl", "os", "time", "select", "thread")
+               if monkey.is_module_patched(name)]
+    assert not patched, f"something monkey-patched the test process: {patched}"

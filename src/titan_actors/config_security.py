@@ -34,14 +34,31 @@ _MIN_DISTINCT_BYTES = 8
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
 
 
+ROLE_KEY_PREFIX = "titan-role-key:"
+
+
 def read_key_file(path: str | os.PathLike[str]) -> bytes:
     """Read and decode the cluster key from ``path`` (see the module docstring for the format).
+
+    Raises ConfigError for a role key file (``titanctl key derive``): it is not a cluster key.
+    """
+    role, key = read_any_key_file(path)
+    if role is not None:
+        raise ConfigError(f"key file {path} holds the {role} key, not the cluster key")
+    return key
+
+
+def read_any_key_file(path: str | os.PathLike[str]) -> tuple[str | None, bytes]:
+    """Read a cluster key file or a role key file.
+
+    A role key file holds one line ``titan-role-key:<role>:<hex>``; it lets a process act as
+    that one role only (a worker's host gets the worker key, never the cluster key).
 
     The file is opened once and checked through that open file, so the mode that is checked
     belongs to the bytes that are read.
 
     Returns:
-        The decoded key bytes (at least 32).
+        ``(None, key)`` for a cluster key, ``(role, key)`` for a role key (keys >= 32 bytes).
 
     Raises:
         ConfigError: the file is missing or not a regular file, is readable or writable by group
@@ -72,7 +89,19 @@ def read_key_file(path: str | os.PathLike[str]) -> bytes:
         raise ConfigError(
             f"key file {path} is too large to be a key file; expected one line of hex"
         )
-    return _decode_key(raw, path)
+    text = raw.decode("ascii", errors="replace").strip()
+    if text.startswith(ROLE_KEY_PREFIX):
+        role, _, key_text = text[len(ROLE_KEY_PREFIX):].partition(":")
+        return role, _decode_key(key_text.encode("ascii", errors="replace"), path)
+    return None, _decode_key(raw, path)
+
+
+def write_role_key_file(path: str | os.PathLike[str], role: str, key: bytes) -> Path:
+    """Write a role key file (mode 0600, never overwriting): ``titan-role-key:<role>:<hex>``."""
+    path = Path(path)
+    _write_new(path, f"{ROLE_KEY_PREFIX}{role}:{key.hex()}\n".encode("ascii"),
+               exists_hint="remove it first or choose another path")
+    return path
 
 
 def _decode_key(raw: bytes, path: Path) -> bytes:

@@ -100,3 +100,17 @@ def test_ping_with_keys_and_clear_errors(echo_server, tmp_path):
     os.chmod(loose, 0o644)
     refused = titanctl("ping", "--port", str(port), "--key-file", str(loose))
     assert refused.returncode != 0 and "chmod 600" in refused.stderr
+
+
+def test_a_derived_worker_key_pings_as_a_worker_but_cannot_be_a_client(echo_server, tmp_path):
+    cluster, worker = tmp_path / "cluster.key", tmp_path / "worker.key"
+    titanctl("key", "generate", str(cluster))
+    derived = titanctl("key", "derive", str(cluster), str(worker), "--role", "worker")
+    assert derived.returncode == 0, derived.stderr
+    assert stat.S_IMODE(worker.stat().st_mode) == 0o600
+    port = echo_server(cluster)
+    # titanctl ping claims the client role: a worker key cannot prove it
+    as_client = titanctl("ping", "--port", str(port), "--key-file", str(worker))
+    assert as_client.returncode == 2 and "cannot act as client" in as_client.stderr
+    bad_role = titanctl("key", "derive", str(cluster), str(tmp_path / "x"), "--role", "job")
+    assert bad_role.returncode == 2 and "per-attempt tokens" in bad_role.stderr

@@ -14,8 +14,13 @@ import pytest
 from gevent.event import Event
 
 from titan_actors.actors.base import Actor, ActorSystem, handles
-from titan_actors.errors import (BrokenError, ConnectTimeoutError, HandshakeError,
-                                 PermissionDeniedError, UsageError)
+from titan_actors.errors import (
+    BrokenError,
+    ConnectTimeoutError,
+    HandshakeError,
+    PermissionDeniedError,
+    UsageError,
+)
 from titan_actors.wire.auth import JobToken, KeyRing
 from titan_actors.wire.blocking import BlockingClient
 from titan_actors.wire.messages.control import Ping, Pong

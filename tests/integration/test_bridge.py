@@ -6,17 +6,22 @@ Every test here runs on both transports (the fake passes the same tests as the r
 from __future__ import annotations
 
 import os
-from gevent import socket
 from dataclasses import dataclass
 
 import gevent
 import pytest
+from gevent import socket
 from gevent.event import Event
 
 from support import wait_until
 from titan_actors.actors.base import Actor, ActorSystem, Sender, handles
-from titan_actors.errors import (BrokenError, HandshakeError, PermissionDeniedError, RemoteError,
-                                 UsageError)
+from titan_actors.errors import (
+    BrokenError,
+    HandshakeError,
+    PermissionDeniedError,
+    RemoteError,
+    UsageError,
+)
 from titan_actors.wire import codec
 from titan_actors.wire.auth import ClientHandshake, KeyRing, ServerHandshake
 from titan_actors.wire.bridge import Endpoint, make_send_lock

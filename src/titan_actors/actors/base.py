@@ -17,8 +17,9 @@ import abc
 import inspect
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import gevent
 from gevent.pool import Group
@@ -476,6 +477,7 @@ class ActorSystem:
                      Mailbox(name, mailbox_size, bulk_mailbox_size))
         self._cells[name] = cell
         cell.greenlet = self._group.spawn(cell.run)
+        cell.greenlet.link_exception(self._loop_failed)
         return cell.ref
 
     def get(self, name: str) -> ActorRef | None:
@@ -496,6 +498,12 @@ class ActorSystem:
         if left:
             self._group.kill(block=True, timeout=1.0)
         return not left
+
+    @staticmethod
+    def _loop_failed(greenlet: gevent.Greenlet) -> None:
+        # Handlers' errors are handled inside the loop; reaching here is a bug in the actor
+        # system itself, so it is logged loudly (and fails any test, through the hub).
+        log.critical("an actor loop died: %r", greenlet.exception)
 
     def _forget(self, cell: _Cell) -> None:
         if self._cells.get(cell.name) is cell:

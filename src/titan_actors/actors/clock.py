@@ -10,7 +10,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import gevent
 

@@ -19,7 +19,6 @@ from gevent.lock import Semaphore
 from ..errors import ActorDeadError, MailboxFullError
 from ..wire.registry import Lane
 
-
 _EMPTY = object()
 EMPTY = _EMPTY
 

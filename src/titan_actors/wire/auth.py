@@ -24,14 +24,13 @@ import hashlib
 import hmac
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .. import __version__
 from ..errors import DecodeError, HandshakeError
 from . import codec
-from .messages.handshake import (Challenge, Hello, HandshakeRejected, JobTokenClaims, Proof,
-                                 Welcome)
+from .messages.handshake import Challenge, HandshakeRejected, Hello, JobTokenClaims, Proof, Welcome
 from .roles import PeerInfo, Role
 
 NONCE_SIZE = 32

@@ -47,7 +47,7 @@ class BlockingClient:
         self._ids = itertools.count(1)
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
-        except socket.timeout as error:
+        except TimeoutError as error:
             raise ConnectTimeoutError(f"could not reach {host}:{port} within {timeout} s") \
                 from error
         except OSError as error:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 from gevent.lock import Semaphore
@@ -28,9 +29,17 @@ from gevent.queue import Full, Queue
 from ..actors.base import DEFAULT_ASK_TIMEOUT, NO_SENDER, Envelope, Ref, Sender
 from ..actors.clock import SYSTEM_CLOCK, Clock
 from ..actors.future import Future
-from ..errors import (AskTimeoutError, BrokenError, ClosedError, ConnectionError_,
-                      DecodeError, PermissionDeniedError, ProtocolError, TitanError,
-                      UnknownMessageTypeError)
+from ..errors import (
+    AskTimeoutError,
+    BrokenError,
+    ClosedError,
+    ConnectionError_,
+    DecodeError,
+    PermissionDeniedError,
+    ProtocolError,
+    TitanError,
+    UnknownMessageTypeError,
+)
 from . import codec
 from .auth import Session
 from .connection import Connection

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 from ..errors import BrokenError, ClosedError, ConnectTimeoutError
 from . import codec
@@ -43,7 +44,7 @@ class Connection:
     """
 
     def __init__(self, transport: Any, *, max_payload: int = DEFAULT_MAX_PAYLOAD,
-                 send_lock: ContextManager | None = None) -> None:
+                 send_lock: AbstractContextManager | None = None) -> None:
         self._transport = transport
         self._reader = FrameReader(max_payload)
         self._ready: list[Frame] = []
@@ -99,7 +100,7 @@ class Connection:
     def _write(self, data: bytes) -> None:
         try:
             self._transport.sendall(data)
-        except socket.timeout as error:
+        except TimeoutError as error:
             self._fail(BrokenError(f"sending to {self.peer_address} timed out"), error)
         except OSError as error:
             if self._closed and self._broken is None:
@@ -132,7 +133,7 @@ class Connection:
             self._check_open()
             try:
                 data = self._transport.recv(RECV_CHUNK)
-            except socket.timeout as error:
+            except TimeoutError as error:
                 raise ConnectTimeoutError(
                     f"no answer from {self.peer_address} within the timeout") from error
             except OSError as error:

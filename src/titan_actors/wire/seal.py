@@ -31,7 +31,8 @@ class FrameSealer:
         self._key = _direction_key(session_key, label)
         self._seq = 0
 
-    def seal(self, type_id: int, flags: Flag, request_id: int, payload: bytes) -> tuple[Flag, bytes]:
+    def seal(self, type_id: int, flags: Flag, request_id: int,
+             payload: bytes) -> tuple[Flag, bytes]:
         """Return the flags and payload to send: SEALED added, the MAC appended."""
         flags = flags | Flag.SEALED
         mac = hmac.new(self._key, _FIELDS.pack(self._seq, type_id, flags, request_id),

@@ -15,18 +15,25 @@ from __future__ import annotations
 import ipaddress
 import logging
 import ssl
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 from gevent import socket as gsocket
+from gevent import ssl as gevent_ssl
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from ..actors.base import Ref
 from ..actors.clock import SYSTEM_CLOCK, Clock
 from ..config import SealFrames, check_bind_address
-from ..errors import (AuthError, BrokenError, ConfigError, ConnectionError_, ConnectTimeoutError,
-                      ProtocolError)
+from ..errors import (
+    AuthError,
+    BrokenError,
+    ConfigError,
+    ConnectionError_,
+    ConnectTimeoutError,
+    ProtocolError,
+)
 from .auth import ClientHandshake, JobToken, KeyRing, ServerHandshake
 from .bridge import Endpoint, make_send_lock
 from .connection import Connection
@@ -46,6 +53,14 @@ def is_loopback_address(host: str) -> bool:
         return ipaddress.ip_address(host.split("%")[0]).is_loopback
     except ValueError:
         return False
+
+
+def _wrap_tls(sock: gsocket.socket, context: ssl.SSLContext, *, server_side: bool,
+              server_hostname: str | None = None) -> gevent_ssl.SSLSocket:
+    """Wrap with gevent's SSLSocket, which cooperates with the loop, whatever the context's
+    class (a stdlib SSLContext's own wrap_socket would block the whole process)."""
+    return gevent_ssl.SSLSocket(sock=sock, server_side=server_side,
+                                server_hostname=server_hostname, _context=context)
 
 
 def should_seal(policy: SealFrames, peer_host: str, over_tls: bool, has_key: bool) -> bool:
@@ -127,7 +142,7 @@ class ActorServer:
     def _handle(self, sock: gsocket.socket, address: tuple) -> None:
         if self._tls is not None:
             try:
-                sock = self._tls.wrap_socket(sock, server_side=True)
+                sock = _wrap_tls(sock, self._tls, server_side=True)
             except (ssl.SSLError, OSError) as error:
                 log.info("TLS handshake with %s failed: %s", address, error)
                 sock.close()
@@ -183,7 +198,7 @@ def dial(host: str, port: int, *, role: Role = Role.CLIENT, identity: str = "cli
             from error
     sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
     if tls is not None:
-        sock = tls.wrap_socket(sock, server_hostname=host)
+        sock = _wrap_tls(sock, tls, server_side=False, server_hostname=host)
     connection = Connection(sock, max_payload=max_payload, send_lock=make_send_lock())
     try:
         with gevent.Timeout(timeout, ConnectTimeoutError(

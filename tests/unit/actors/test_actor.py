@@ -13,8 +13,13 @@ from titan_actors.actors.base import Actor, ActorSystem, Sender, handles
 from titan_actors.actors.clock import ManualClock
 from titan_actors.actors.future import Future
 from titan_actors.actors.supervision import Supervision
-from titan_actors.errors import (ActorDeadError, AskTimeoutError, MailboxFullError,
-                                 NoHandlerError, UsageError)
+from titan_actors.errors import (
+    ActorDeadError,
+    AskTimeoutError,
+    MailboxFullError,
+    NoHandlerError,
+    UsageError,
+)
 from titan_actors.wire.registry import Lane
 
 

@@ -1,0 +1,45 @@
+"""Run every benchmark of bench/ and print its figures (``make bench``).
+
+Each benchmark reports ratios against a baseline measured in the same run; the figures are also
+written to bench/results/latest.json (git-ignored) for comparison between runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHES = ["bench_codec", "bench_ask", "bench_aof"]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> int:
+    results = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "python": sys.version.split()[0],
+               "machine": platform.machine()}
+    for name in BENCHES:
+        module = _load(name)
+        print(f"== {name}")
+        figures = module.main()
+        getattr(module, "_print", print)(figures)
+        results[name] = figures
+        print()
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2, default=str))
+    print(f"figures written to {out / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
