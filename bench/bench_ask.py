@@ -20,7 +20,7 @@ import gevent
 from gevent import socket
 from gevent.server import StreamServer
 
-from titan_actors.actors.base import Actor, ActorSystem, handles
+from titan_actors.actors import Actor, ActorSystem, handles
 from titan_actors.config import SealFrames
 from titan_actors.wire.auth import KeyRing
 from titan_actors.wire.messages.control import Ping, Pong

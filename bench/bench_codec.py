@@ -11,7 +11,8 @@ from __future__ import annotations
 import enum
 import pickle
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from titan_actors.wire import codec
 from titan_actors.wire.registry import Message, message

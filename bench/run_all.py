@@ -20,6 +20,7 @@ BENCHES = ["bench_codec", "bench_ask", "bench_aof"]
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickle look the module up by name
     spec.loader.exec_module(module)
     return module
 

@@ -64,7 +64,19 @@ class SealFrames(StrEnum):
 
 
 class AofFsync(StrEnum):
-    """When the append-only files are fsynced, as in Redis."""
+    """When appended records reach stable storage, as Redis's ``appendfsync``.
+
+    * ``ALWAYS``: a barrier resolves only after an fsync that covers its record. Appends made
+      while an fsync is in flight are written and fsynced together by the next one (group
+      commit). Loss window: none for acknowledged records.
+    * ``EVERYSEC``: the record is written to the OS at append and its barrier resolves at once; a
+      background greenlet fsyncs at most once per ``everysec_interval`` (1 s) while there is
+      unsynced data. Loss window: a process crash loses nothing acknowledged; a power loss or
+      kernel crash loses about the last 1-2 s (one interval plus an fsync in flight).
+    * ``NO``: written at append, resolved at once, fsynced only by ``close()``; the OS writes back
+      when it likes (about 30 s on Linux by default). Loss window on a power loss: whatever the OS
+      had not written back.
+    """
 
     ALWAYS = "always"
     EVERYSEC = "everysec"

@@ -114,3 +114,38 @@ def test_a_derived_worker_key_pings_as_a_worker_but_cannot_be_a_client(echo_serv
     assert as_client.returncode == 2 and "cannot act as client" in as_client.stderr
     bad_role = titanctl("key", "derive", str(cluster), str(tmp_path / "x"), "--role", "job")
     assert bad_role.returncode == 2 and "per-attempt tokens" in bad_role.stderr
+
+
+def _write_aof(path: Path, payloads: list[bytes]) -> None:
+    from titan_actors.aof import AppendOnlyFile
+    aof = AppendOnlyFile.open(path, "always")
+    for payload in payloads:
+        aof.append(payload).wait(5)
+    aof.close()
+
+
+def test_aof_check_reports_fixes_a_torn_tail_and_refuses_corruption(tmp_path):
+    path = tmp_path / "master.aof"
+    _write_aof(path, [f"record {n}".encode() for n in range(5)])
+    clean = titanctl("aof", "check", str(path))
+    assert clean.returncode == 0, clean.stderr
+    assert "5 good" in clean.stdout and "OK" in clean.stdout
+    size = path.stat().st_size
+    with open(path, "r+b") as f:  # a torn write: the last record lost its last 3 bytes
+        f.truncate(size - 3)
+    torn = titanctl("aof", "check", str(path))
+    assert torn.returncode == 1 and "torn tail" in torn.stdout and "4 good" in torn.stdout
+    fixed = titanctl("aof", "check", str(path), "--fix")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    backups = list(tmp_path.glob("master.aof.bak-*"))
+    assert len(backups) == 1 and backups[0].stat().st_size == size - 3
+    assert titanctl("aof", "check", str(path)).returncode == 0
+    data = bytearray(path.read_bytes())
+    data[30] ^= 0xFF  # inside the first record: damage before the end
+    path.write_bytes(bytes(data))
+    corrupt = titanctl("aof", "check", str(path), "--fix")
+    assert corrupt.returncode == 1
+    assert "CORRUPT at byte offset" in corrupt.stdout and "backup" in corrupt.stdout
+    missing = titanctl("aof", "check", str(tmp_path / "nope.aof"))
+    assert missing.returncode != 0 and "nope.aof" in missing.stdout + missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -13,7 +13,7 @@ import gevent
 import pytest
 from gevent.event import Event
 
-from titan_actors.actors.base import Actor, ActorSystem, handles
+from titan_actors.actors import Actor, ActorSystem, handles
 from titan_actors.errors import (
     BrokenError,
     ConnectTimeoutError,

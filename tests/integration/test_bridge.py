@@ -14,7 +14,7 @@ from gevent import socket
 from gevent.event import Event
 
 from support import wait_until
-from titan_actors.actors.base import Actor, ActorSystem, Sender, handles
+from titan_actors.actors import Actor, ActorSystem, Sender, handles
 from titan_actors.errors import (
     BrokenError,
     HandshakeError,

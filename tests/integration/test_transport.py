@@ -9,7 +9,7 @@ import gevent
 import pytest
 from gevent import socket
 
-from titan_actors.actors.base import Actor, ActorSystem, handles
+from titan_actors.actors import Actor, ActorSystem, handles
 from titan_actors.config import SealFrames
 from titan_actors.errors import BrokenError, ClosedError, ConnectTimeoutError, FrameTooLargeError
 from titan_actors.wire import codec

@@ -16,7 +16,7 @@ import sys  # noqa: E402
 import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
 
-from titan_actors.actors.base import Actor, ActorSystem, handles  # noqa: E402
+from titan_actors.actors import Actor, ActorSystem, handles  # noqa: E402
 from titan_actors.config_security import read_key_file  # noqa: E402
 from titan_actors.wire.auth import KeyRing  # noqa: E402
 from titan_actors.wire.messages.control import Ping, Pong  # noqa: E402

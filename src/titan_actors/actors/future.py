@@ -20,8 +20,9 @@ class Future:
 
     __slots__ = ("_result", "_what")
 
-    def __init__(self, what: str = "reply") -> None:
-        self._result = AsyncResult()
+    def __init__(self, what: str = "reply", result: AsyncResult | None = None) -> None:
+        # Several Futures may share one result (the records of one fsync batch do).
+        self._result = result if result is not None else AsyncResult()
         self._what = what
 
     def set(self, value: Any = None) -> None:
@@ -60,12 +61,24 @@ class Future:
         """
         self._result.wait(timeout)
         if not self._result.ready():
-            raise AskTimeoutError(f"no {self._what} within {timeout} s")
+            raise self._timed_out(timeout)
         return self._result.get(block=False)
 
+    def wait(self, timeout: float | None) -> None:
+        """Wait like :meth:`get`, for the outcome only: return on success, raise the error."""
+        self.get(timeout)
+
+    def _timed_out(self, timeout: float | None) -> Exception:
+        return AskTimeoutError(f"no {self._what} within {timeout} s")
+
     def add_done_callback(self, callback: Callable[["Future"], None]) -> None:
-        """Call ``callback(self)`` once resolved (at once, later in the loop, if already)."""
+        """Call ``callback(self)`` from the hub once resolved (soon, if it already is).
+
+        The callback must not block (send a message, set an event) and should not raise.
+        """
         self._result.rawlink(lambda _result: callback(self))
+
+    rawlink = add_done_callback
 
     def resolve_from(self, other: "Future") -> None:
         """Resolve this Future with the outcome of ``other`` once that is resolved."""

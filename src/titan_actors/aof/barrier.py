@@ -7,55 +7,27 @@ from collections.abc import Callable
 
 import gevent.event
 
+from titan_actors.actors.future import Future
 from titan_actors.errors import AofTimeoutError
 
 
-class Barrier:
+class Barrier(Future):
     """Resolves when one appended record is durable under the file's fsync policy.
 
     Success means the record is acknowledged; failure (:class:`~titan_actors.errors.AofWriteError`)
     means it is not (a later replay may or may not find it). Barriers of records written together
-    share one underlying result.
+    share one underlying result. A Barrier is a Future: an actor handler can return it, and the
+    reply leaves once the record is durable. ``wait(timeout)`` raises AofWriteError on failure and
+    AofTimeoutError when it did not resolve in time (the record may still become durable later).
     """
 
-    __slots__ = ("_result",)
+    __slots__ = ()
 
     def __init__(self, result: gevent.event.AsyncResult) -> None:
-        self._result = result
+        super().__init__("durable record", result)
 
-    def ready(self) -> bool:
-        """True once the barrier has resolved, successfully or not."""
-        return self._result.ready()
-
-    def successful(self) -> bool:
-        """True once the record is durable; False while pending or after a failure."""
-        return self._result.successful()
-
-    @property
-    def exception(self) -> BaseException | None:
-        """The failure, once the barrier failed; None while pending or after success."""
-        return self._result.exception
-
-    def wait(self, timeout: float | None) -> None:
-        """Block this greenlet until the record is durable.
-
-        Raises:
-            AofWriteError: the write or fsync of the record failed (or the file is degraded).
-            AofTimeoutError: the barrier did not resolve within ``timeout`` seconds; the record
-                is not acknowledged (it may still become durable later).
-        """
-        self._result.wait(timeout)
-        if not self._result.ready():
-            raise AofTimeoutError(f"the record was not durable within {timeout} s")
-        self._result.get(block=False)
-
-    def rawlink(self, callback: Callable[[Barrier], None]) -> None:
-        """Call ``callback(self)`` from the hub once the barrier resolves (soon, if it has).
-
-        The callback runs in the hub, never inside ``append``: it must not block (send a
-        message, set an event) and should not raise (an error reaches the hub's error handler).
-        """
-        self._result.rawlink(lambda _result: callback(self))
+    def _timed_out(self, timeout: float | None) -> Exception:
+        return AofTimeoutError(f"the record was not durable within {timeout} s")
 
 
 def resolved_barrier() -> Barrier:

@@ -28,8 +28,8 @@ class AofReport:
         format_version: the version in its header; None when the header is not valid.
         record_count: the good records before any damage.
         last_good_offset: byte offset just past the last good record.
-        damage: the first damage (torn tail or corruption), or None.
-        format_error: why the header is not valid, or None.
+        damage: the first damage, or None when the file is clean: a torn tail, corruption, or
+            (kind ``FORMAT``, offset 0) a header this release does not read.
         strict: whether a torn tail counts as a refusal (as ``open(strict=True)`` would).
     """
 
@@ -39,26 +39,23 @@ class AofReport:
     record_count: int
     last_good_offset: int
     damage: Damage | None
-    format_error: str | None
     strict: bool
 
     @property
     def loadable(self) -> bool:
         """True when opening the file would succeed (after truncating a torn tail if not strict)."""
-        if self.format_error is not None:
-            return False
         if self.damage is None:
             return True
         return self.damage.kind is DamageKind.TORN and not self.strict
 
     def format(self) -> str:
         """Return the report as human-readable lines (no trailing newline)."""
-        if self.format_error is not None:
+        damage = self.damage
+        if damage is not None and damage.kind is DamageKind.FORMAT:
             return "\n".join([f"{self.path}: {self.file_size} bytes",
-                              f"  NOT LOADABLE: {self.format_error}"])
+                              f"  NOT LOADABLE: {damage.reason}"])
         lines = [f"{self.path}: format version {self.format_version}, {self.file_size} bytes",
                  f"  records: {self.record_count} good, last good offset {self.last_good_offset}"]
-        damage = self.damage
         if damage is None:
             lines.append("  OK: no damage")
         elif damage.kind is DamageKind.TORN:
@@ -82,6 +79,8 @@ def check_aof(path: str | os.PathLike[str], strict: bool = False, *,
               max_record_size: int = _rec.DEFAULT_MAX_RECORD_SIZE) -> AofReport:
     """Scan ``path`` and report on it; never raises because of damage or a bad header.
 
+    ``report.damage is None`` exactly when the file is clean.
+
     Raises:
         PersistenceError: the file cannot be read (missing, permissions): there is nothing to
             report on.
@@ -95,11 +94,12 @@ def check_aof(path: str | os.PathLike[str], strict: bool = False, *,
         except OSError as stat_error:
             raise PersistenceError(f"cannot read {path}: {stat_error}") from stat_error
         return AofReport(path=path, file_size=size, format_version=None, record_count=0,
-                         last_good_offset=0, damage=None, format_error=str(e), strict=strict)
+                         last_good_offset=0, damage=Damage(DamageKind.FORMAT, 0, str(e), size),
+                         strict=strict)
     return AofReport(path=path, file_size=result.file_size,
                      format_version=result.format_version, record_count=result.record_count,
                      last_good_offset=result.last_good_offset, damage=result.damage,
-                     format_error=None, strict=strict)
+                     strict=strict)
 
 
 def fix_aof(path: str | os.PathLike[str], *,
@@ -121,11 +121,11 @@ def fix_aof(path: str | os.PathLike[str], *,
         PersistenceError: the file cannot be read, copied or truncated.
     """
     report = check_aof(path, max_record_size=max_record_size)
-    if report.format_error is not None:
-        raise AofFormatError(f"refusing to fix {report.path}: {report.format_error}")
     damage = report.damage
     if damage is None:
         return None
+    if damage.kind is DamageKind.FORMAT:
+        raise AofFormatError(f"refusing to fix {report.path}: {damage.reason}")
     if damage.kind is DamageKind.CORRUPT:
         raise AofCorruptError(
             f"refusing to fix {report.path}: it is corrupt at byte offset {damage.offset} "
@@ -145,12 +145,13 @@ def _backup(path: Path, timestamp: float, fsync: _rw.FsyncFn) -> Path:
     backup, n = base, 1
     while True:
         try:
-            out = open(backup, "xb")  # exclusive: never overwrite an earlier backup
+            # O_EXCL: never overwrite an earlier backup.
+            fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             break
         except FileExistsError:
             n += 1
             backup = base.with_name(f"{base.name}-{n}")
-    with out, open(path, "rb") as src:
+    with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
         shutil.copyfileobj(src, out, 1024 * 1024)
         out.flush()
         fsync(out.fileno())

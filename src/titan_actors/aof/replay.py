@@ -39,10 +39,15 @@ _READ_BUFFER = 1024 * 1024
 
 
 class DamageKind(enum.Enum):
-    """What is wrong at the first bad offset of a file."""
+    """What is wrong at the first bad offset of a file.
+
+    ``FORMAT`` (the header is not one this release reads) is only reported by
+    :func:`~titan_actors.aof.check.check_aof`; :func:`replay` raises ``AofFormatError`` instead.
+    """
 
     TORN = "torn"
     CORRUPT = "corrupt"
+    FORMAT = "format"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +55,7 @@ class Damage:
     """The first damaged spot of a file.
 
     Attributes:
-        kind: torn tail (dropped on load) or corruption (load refused).
+        kind: torn tail (dropped on load), corruption or a bad header (load refused).
         offset: byte offset of the first bad record; every byte before it is good.
         reason: what is wrong, in words, for logs and for ``titanctl aof check``.
         dropped_bytes: bytes from ``offset`` to the end of the file.

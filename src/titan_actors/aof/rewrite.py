@@ -18,14 +18,16 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
-
-import gevent.event
-import gevent.lock
+from typing import TYPE_CHECKING, Any
 
 from titan_actors.aof import record as _rec
-from titan_actors.aof.barrier import Batch, WriteQueue
 from titan_actors.errors import AofRecordTooLargeError, AofRewriteError, AofWriteError
+
+if TYPE_CHECKING:  # gevent only for annotations: check.py (and so the CLI) stays gevent-free
+    import gevent.event
+    import gevent.lock
+
+    from titan_actors.aof.barrier import Batch, WriteQueue
 
 log = logging.getLogger("titan.aof")
 
@@ -295,8 +297,9 @@ class CompactionMixin:
     def rewrite(self, snapshot: Iterable[bytes]) -> None:
         """Compact the file to ``snapshot`` plus the records appended meanwhile (blocking).
 
-        ``snapshot`` is the owner's live state as records. It is consumed at once, in the
-        calling greenlet and without yielding, so it is a point-in-time view; every record
+        ``snapshot`` is the owner's live state as records, including the effect of every
+        record appended before this call. It is consumed at once, in the calling greenlet and
+        without yielding, so it is a point-in-time view; every record
         appended after that is kept in a rewrite buffer (as in Redis). The snapshot is written
         and fsynced in the threadpool while appends go on in the old file; then, with appends
         queued for a moment, the buffer is appended, the temp file fsynced, renamed over the
@@ -360,6 +363,8 @@ class CompactionMixin:
                     job.install()
                 except BaseException as e:
                     self._degrade(e, "rewrite (rename or directory fsync)", batches)
+                    if not isinstance(e, Exception):
+                        raise
                     raise AofRewriteError(f"rewrite of {self._path} failed after the temp file "
                                           f"was complete: {e!r}; the file is degraded") from e
                 old_fd, self._fd = self._fd, job.detach_fd()

@@ -37,6 +37,7 @@ from titan_actors.aof.barrier import (
     resolved_barrier,
 )
 from titan_actors.aof.replay import ReplayResult, replay
+from titan_actors.config import AofFsync
 from titan_actors.errors import (
     AofClosedError,
     AofTimeoutError,
@@ -49,24 +50,8 @@ log = logging.getLogger("titan.aof")
 MiB = 1024 * 1024
 
 
-class FsyncPolicy(enum.Enum):
-    """When appended records reach stable storage, as Redis's ``appendfsync``.
-
-    * ``ALWAYS``: a barrier resolves only after an fsync that covers its record. Appends made
-      while an fsync is in flight are written and fsynced together by the next one (group
-      commit). Loss window: none for acknowledged records.
-    * ``EVERYSEC``: the record is written to the OS at append and its barrier resolves at once; a
-      background greenlet fsyncs at most once per ``everysec_interval`` (1 s) while there is
-      unsynced data. Loss window: a process crash loses nothing acknowledged; a power loss or
-      kernel crash loses about the last 1-2 s (one interval plus an fsync in flight).
-    * ``NO``: written at append, resolved at once, fsynced only by ``close()``; the OS writes back
-      when it likes (about 30 s on Linux by default). Loss window on a power loss: whatever the OS
-      had not written back.
-    """
-
-    ALWAYS = "always"
-    EVERYSEC = "everysec"
-    NO = "no"
+# One enum for the setting and the writer: the policy is declared once, in config.
+FsyncPolicy = AofFsync
 
 
 class AofState(enum.Enum):
@@ -106,6 +91,13 @@ class _Options:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
 
 
+def _capture(func: Callable[..., object], args: tuple[object, ...]) -> tuple[bool, object]:
+    try:
+        return True, func(*args)
+    except Exception as e:
+        return False, e
+
+
 def _policy(value: FsyncPolicy | str) -> FsyncPolicy:
     try:
         return FsyncPolicy(value)
@@ -136,6 +128,7 @@ class AppendOnlyFile(_rw.CompactionMixin):
         self._base_size = self._written  # the size after open or the last rewrite
         self._queue = WriteQueue(options.max_pending_bytes)
         self._swapping = False
+        self._flushing = False  # a batch is being written by the flusher
         self._rewrite_job: _rw.RewriteJob | None = None
         self._io_lock = gevent.lock.Semaphore(1)  # one user of the descriptor at a time
         self._flush_wakeup = gevent.event.Event()
@@ -268,7 +261,9 @@ class AppendOnlyFile(_rw.CompactionMixin):
         if self._rewrite_job is not None:
             self._rewrite_job.mirror(record)
         self._size += len(record)
-        if self._o.policy is FsyncPolicy.ALWAYS or self._swapping or self._queue:
+        # Write directly only when nothing is queued or being written, to keep the order.
+        if (self._o.policy is FsyncPolicy.ALWAYS or self._swapping or self._queue
+                or self._flushing):
             barrier = self._queue.put(record)
             self._flush_wakeup.set()
             return barrier
@@ -301,15 +296,23 @@ class AppendOnlyFile(_rw.CompactionMixin):
         self._degrade(error, "background I/O")
 
     def _run_blocking(self, func: Callable[..., object], *args: object) -> object:
-        pending = self._threadpool.spawn(func, *args)
+        """Run ``func(*args)`` in the threadpool; return its value or raise its exception here.
+
+        The exception travels as a value because gevent's pool would also report it to the
+        hub as an unhandled error, while it is ours to handle.
+        """
+        pending = self._threadpool.spawn(_capture, func, args)
         try:
-            return pending.get()
+            ok, value = pending.get()
         except BaseException:
             if not pending.ready():
                 # This greenlet was killed mid-call: let the thread finish before anyone closes
                 # (and the OS reuses) the descriptor it is using.
                 pending.wait()
             raise
+        if not ok:
+            raise value
+        return value
 
     def _flush_loop(self) -> None:
         """Write everything queued (and fsync it under ``ALWAYS``) as one batch per round."""
@@ -328,11 +331,19 @@ class AppendOnlyFile(_rw.CompactionMixin):
     def _flush(self, batches: list[Batch]) -> None:
         data = b"".join(r for batch in batches for r in batch.records)
         sync = self._o.policy is FsyncPolicy.ALWAYS
+        self._flushing = True
         try:
             self._run_blocking(self._write_out, self._fd, data, self._written, sync)
         except OSError as e:
             self._degrade(e, "write and fsync" if sync else "write", batches)
             return
+        except BaseException as e:
+            # A bug or a kill: fail the batch we hold (the crash handler cannot see it), then
+            # let the greenlet die so the crash is logged.
+            self._degrade(e, "flusher", batches)
+            raise
+        finally:
+            self._flushing = False
         self._written += len(data)
         self._dirty.set()
         for batch in batches:

@@ -17,8 +17,9 @@ def check(path: Path = typer.Argument(..., help="The append-only file to check."
                                       "that loading would refuse.")) -> None:
     """Report the records, the last good offset and any damage of PATH.
 
-    Exit status: 0 when the file loads as it is, 1 when it is damaged (a torn tail that --fix
-    can truncate, or mid-file corruption that needs a backup).
+    Exit status: 0 when the file is clean (or --fix truncated its torn tail), 1 when it is
+    damaged: a torn tail (loading drops it; --fix truncates it after a backup), mid-file
+    corruption or a bad header (loading is refused: restore from a backup).
     """
     from ..aof.check import check_aof, fix_aof
     from ..aof.replay import DamageKind
@@ -32,9 +33,7 @@ def check(path: Path = typer.Argument(..., help="The append-only file to check."
         typer.echo(f"fixed: truncated {path} to {report.damage.offset} bytes; "
                    f"the original is kept in {backup}")
         return
-    if report.damage.kind is DamageKind.TORN:
-        typer.echo("run again with --fix to truncate the torn tail (a backup is kept)")
-    else:
-        typer.echo("mid-file corruption cannot be repaired by truncation: restore the file "
+    if fix:
+        typer.echo("--fix only truncates a torn tail; this damage needs the file restored "
                    "from a backup")
     raise typer.Exit(1)

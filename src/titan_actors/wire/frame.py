@@ -21,12 +21,30 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from titan_actors.errors import (BadMagicError, EncodeError, FrameTooLargeError,
-                                 IncompleteFrameError, ProtocolError, TrailingFrameBytesError,
-                                 UnknownFlagsError, VersionMismatchError)
+from titan_actors.errors import (
+    BadMagicError,
+    EncodeError,
+    FrameTooLargeError,
+    IncompleteFrameError,
+    ProtocolError,
+    TrailingFrameBytesError,
+    UnknownFlagsError,
+    VersionMismatchError,
+)
 
-__all__ = ["MAGIC", "PROTOCOL_VERSION", "HEADER", "HEADER_SIZE", "DEFAULT_MAX_PAYLOAD", "Flag",
-           "Frame", "pack_frame", "decode_frame", "FrameReader"]
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD",
+    "HEADER",
+    "HEADER_SIZE",
+    "MAGIC",
+    "NO_FLAGS",
+    "PROTOCOL_VERSION",
+    "Flag",
+    "Frame",
+    "FrameReader",
+    "decode_frame",
+    "pack_frame",
+]
 
 MAGIC = b"TA"
 PROTOCOL_VERSION = 1
@@ -43,6 +61,7 @@ class Flag(enum.IntFlag):
     SEALED = 4   # the last 32 bytes of the payload are a MAC trailer (see the sealing module)
 
 
+NO_FLAGS = Flag(0)
 _KNOWN_FLAGS = int(Flag.REPLY | Flag.ERROR | Flag.SEALED)
 # Flag(bits) costs an enum lookup per frame; the 8 valid combinations are prebuilt once.
 _FLAGS = tuple(Flag(bits) for bits in range(_KNOWN_FLAGS + 1))
@@ -58,7 +77,7 @@ class Frame:
     payload: bytes
 
 
-def pack_frame(type_id: int, payload: bytes, *, flags: Flag = Flag(0), request_id: int = 0,
+def pack_frame(type_id: int, payload: bytes, *, flags: Flag = NO_FLAGS, request_id: int = 0,
                version: int = PROTOCOL_VERSION) -> bytes:
     """Return the header for ``payload`` followed by the payload.
 
@@ -102,7 +121,8 @@ def _check_header(magic: bytes, version: int, flags: int, length: int, max_paylo
         raise _version_mismatch(version)
     if flags & ~_KNOWN_FLAGS:
         raise UnknownFlagsError(f"frame sets undefined flag bits {flags & ~_KNOWN_FLAGS:#04x} "
-                                f"(protocol version {PROTOCOL_VERSION} defines {_KNOWN_FLAGS:#04x})")
+                                f"(protocol version {PROTOCOL_VERSION} defines "
+                                f"{_KNOWN_FLAGS:#04x})")
     if length > max_payload:
         raise FrameTooLargeError(f"frame announces a payload of {length} bytes, "
                                  f"above the limit of {max_payload} bytes")
@@ -140,7 +160,7 @@ class FrameReader:
     discarded with it (the caller closes the connection either way).
     """
 
-    __slots__ = ("_buf", "_max_payload", "_error")
+    __slots__ = ("_buf", "_error", "_max_payload")
 
     def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
         self._buf = bytearray()

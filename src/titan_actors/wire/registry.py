@@ -32,13 +32,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
-from typing import Callable, ClassVar, Iterator, TypeVar
+import sys
+from collections.abc import Callable, Iterator
+from typing import ClassVar, TypeVar
 
 from titan_actors.errors import DuplicateMessageIdError, UnknownMessageTypeError
 from titan_actors.wire.roles import Capability
 
-__all__ = ["Lane", "Message", "message", "message_class", "registered", "type_id_of",
-           "NO_MESSAGE", "MIN_TYPE_ID", "MAX_TYPE_ID"]
+__all__ = [
+    "MAX_TYPE_ID",
+    "MIN_TYPE_ID",
+    "NO_MESSAGE",
+    "Lane",
+    "Message",
+    "message",
+    "message_class",
+    "registered",
+    "type_id_of",
+]
 
 NO_MESSAGE = 0
 MIN_TYPE_ID = 1
@@ -110,7 +121,9 @@ def message(type_id: int, *, lane: Lane = Lane.CONTROL,
         new.REQUIRES = requires
         # Deferred import: codec imports this module for Message and message_class.
         from titan_actors.wire import codec
-        codec.compile_message(new)
+
+        # The caller's locals resolve field types declared inside a function (as in tests).
+        codec.compile_message(new, sys._getframe(1).f_locals)
         _REGISTRY[type_id] = new
         return new
 

@@ -9,7 +9,7 @@ import pytest
 from gevent.event import Event
 
 from support import wait_until
-from titan_actors.actors.base import Actor, ActorSystem, Sender, handles
+from titan_actors.actors import Actor, ActorSystem, Sender, handles
 from titan_actors.actors.clock import ManualClock
 from titan_actors.actors.future import Future
 from titan_actors.actors.supervision import Supervision
