@@ -16,4 +16,5 @@ def show(config: Config) -> None:
     rows = config.describe()
     width = max(len(row.name) for row in rows)
     for row in rows:
-        typer.echo(f"{row.name:<{width}}  {row.value!s:<28} {row.source!s:<8} {row.env}")
+        shown = SETTINGS[row.name].display(row.value)
+        typer.echo(f"{row.name:<{width}}  {shown:<28} {row.source!s:<8} {row.env}")
