@@ -218,7 +218,7 @@ def check_bind_address(host: str, has_key: bool) -> None:
     Raises:
         ConfigError: ``host`` is not loopback and ``has_key`` is false.
     """
-    if has_key or _is_loopback(host):
+    if has_key or is_loopback_host(host):
         return
     raise ConfigError(
         f"refusing to bind {host}: it is reachable from the network and no cluster key is "
@@ -227,7 +227,8 @@ def check_bind_address(host: str, has_key: bool) -> None:
     )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8, ::1 and IPv4-mapped loopback addresses."""
     host = host.strip().strip("[]").lower()
     if host in ("localhost", "localhost."):
         return True

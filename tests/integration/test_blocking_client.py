@@ -15,8 +15,8 @@ from gevent.event import Event
 
 from titan_actors.actors import Actor, ActorSystem, handles
 from titan_actors.errors import (
+    AskTimeoutError,
     BrokenError,
-    ConnectTimeoutError,
     HandshakeError,
     PermissionDeniedError,
     UsageError,
@@ -40,6 +40,12 @@ class Decide(Message):
     gate: str
 
 
+@message(64103, requires=Capability.EXTEND_OWN_RUN)
+class AddToRun(Message):
+    RUN_SCOPE = "run_id"  # a job may only act on its own run
+    run_id: str
+
+
 class Target(Actor):
     def __init__(self, hold: Event) -> None:
         super().__init__()
@@ -60,6 +66,10 @@ class Target(Actor):
 
     @handles(Decide)
     def _decide(self, msg: Decide) -> None:
+        return None
+
+    @handles(AddToRun)
+    def _add(self, msg: AddToRun) -> str:
         return None
 
 
@@ -104,7 +114,7 @@ def test_blocking_client_times_out_and_connection_errors_are_named(served):
 
     def work():
         with BlockingClient(host, port, timeout=5) as client:
-            with pytest.raises(ConnectTimeoutError):
+            with pytest.raises(AskTimeoutError):
                 client.ask(Shout("slow"), timeout=0.2)
         with pytest.raises(BrokenError, match="could not connect"):
             BlockingClient("127.0.0.1", 1, timeout=2)
@@ -123,6 +133,9 @@ def test_job_token_scopes_a_job_and_forbids_gates(served):
             pong = client.ask(Ping(b""))
             with pytest.raises(PermissionDeniedError, match="may not send Decide"):
                 client.ask(Decide("gate"))
+            assert client.ask(AddToRun("run-1")) is None
+            with pytest.raises(PermissionDeniedError, match="scoped to run 'run-1'"):
+                client.ask(AddToRun("run-2"))
             return pong
     assert in_thread(work).software == "JOB:run-1/fetch"
 

@@ -18,6 +18,7 @@ from titan_actors.actors import Actor, ActorSystem, Sender, handles
 from titan_actors.errors import (
     BrokenError,
     HandshakeError,
+    MailboxFullError,
     PermissionDeniedError,
     RemoteError,
     UsageError,
@@ -52,6 +53,7 @@ class Hold(Message):
 @message(64004, requires=Capability.QUERY)
 class Note(Message):
     n: int
+    padding: bytes = b""
 
 
 @message(64005, requires=Capability.SUBMIT)
@@ -70,9 +72,10 @@ class Count(Message):
 
 
 class EchoActor(Actor):
-    def __init__(self, gate: Event) -> None:
+    def __init__(self, gate: Event, holding: Event | None = None) -> None:
         super().__init__()
         self.gate = gate
+        self.holding = holding or Event()
         self.notes: list[int] = []
         self.peers: list[str] = []
 
@@ -89,6 +92,7 @@ class EchoActor(Actor):
 
     @handles(Hold)
     def _hold(self, msg: Hold) -> None:
+        self.holding.set()
         self.gate.wait(10)
 
     @handles(Note)
@@ -105,8 +109,12 @@ class EchoActor(Actor):
 
     @handles(CallBack)
     def _callback(self, msg: CallBack, sender: Sender) -> Echo:
-        answer = sender.ref.ask(Echo(msg.text + "!"), timeout=5)
-        return Echo("via " + answer.text)
+        answer = sender.ref.ask(Ping((msg.text + "!").encode()), timeout=5)
+        try:
+            sender.ref.ask(Echo("a client grants its server no queries"), timeout=5)
+        except PermissionDeniedError as error:
+            refused = str(error)
+        return Echo(f"via {answer.payload.decode()} ({refused})")
 
     @handles(Ping)
     def _ping(self, msg: Ping) -> Pong:
@@ -128,7 +136,7 @@ def gate():
 
 
 def _memory_link(server_ref, client_local, *, role=Role.CLIENT, keys=None, client_keys=None,
-                 seal=False):
+                 seal=False, options=None):
     left, right = memory_pair()
     client_conn = Connection(left, send_lock=make_send_lock())
     server_conn = Connection(right, send_lock=make_send_lock())
@@ -136,8 +144,10 @@ def _memory_link(server_ref, client_local, *, role=Role.CLIENT, keys=None, clien
                                ServerHandshake("server", keys, "memory", seal=seal))
     session = client_handshake(client_conn, ClientHandshake(role, "tester", client_keys or keys))
     server_session = server_side.get(timeout=5)
-    server_ep = Endpoint(server_conn, server_session, local=server_ref, name="server").start()
-    client_ep = Endpoint(client_conn, session, local=client_local, name="client").start()
+    server_ep = Endpoint(server_conn, server_session, local=server_ref, name="server",
+                         **(options or {})).start()
+    client_ep = Endpoint(client_conn, session, local=client_local, name="client",
+                         **(options or {})).start()
     return client_ep, server_ep
 
 
@@ -148,19 +158,22 @@ def link(request, system, gate):
     servers: list = []
 
     def build(*, role=Role.CLIENT, keys=None, client_keys=None, seal=False, client_local=None,
-              mailbox_size=1000):
-        server_ref = system.spawn(EchoActor, gate, mailbox_size=mailbox_size)
+              mailbox_size=1000, holding=None, options=None):
+        server_ref = system.spawn(EchoActor, gate, holding, mailbox_size=mailbox_size)
         if request.param == "memory":
             client_ep, server_ep = _memory_link(server_ref, client_local, role=role, keys=keys,
-                                                client_keys=client_keys, seal=seal)
+                                                client_keys=client_keys, seal=seal,
+                                                options=options)
             made.extend([client_ep, server_ep])
             return client_ep, server_ref, server_ep.close
         from titan_actors.config import SealFrames
         server = ActorServer(server_ref, keys=keys,
-                             seal_frames=SealFrames.ALWAYS if seal else SealFrames.AUTO).start()
+                             seal_frames=SealFrames.ALWAYS if seal else SealFrames.AUTO,
+                             endpoint_options=options).start()
         servers.append(server)
         client_ep = dial(*server.address, role=role, identity="tester",
-                         keys=client_keys or keys, local=client_local, timeout=5)
+                         keys=client_keys or keys, local=client_local, timeout=5,
+                         **(options or {}))
         made.append(client_ep)
 
         def close_server_side():
@@ -196,13 +209,15 @@ def test_handler_errors_cross_the_wire_by_class(link):
 def test_the_server_can_ask_back_over_the_same_connection(link, system, gate):
     client_actor = system.spawn(EchoActor, gate)
     client, _, _ = link(client_local=client_actor)
-    assert client.remote.ask(CallBack("hi"), timeout=5) == Echo("via hi!")
+    reply = client.remote.ask(CallBack("hi"), timeout=5)
+    assert reply.text == "via hi! (role server may not send Echo (needs query))"
 
 
 def test_lost_connection_fails_pending_asks_at_once(link, gate):
-    client, _, close_server_side = link()
+    holding = Event()
+    client, _, close_server_side = link(holding=holding)
     pending = client.remote.ask_async(Hold(), timeout=30)
-    wait_until(lambda: True)
+    assert holding.wait(5)
     close_server_side()
     with pytest.raises(BrokenError):
         pending.get(5)  # well before the 30 s ask timeout
@@ -220,15 +235,35 @@ def test_roles_limit_what_a_peer_may_send(link):
 
 
 def test_a_full_mailbox_holds_back_the_sender_and_loses_nothing(link, gate):
-    client, server_ref, _ = link(mailbox_size=2)
+    holding = Event()
+    client, server_ref, _ = link(mailbox_size=2, holding=holding,
+                                 options={"outgoing_limit": 4})
     client.remote.tell(Hold())
-    sent = 0
-    for n in range(300):
-        client.remote.tell(Note(n), timeout=5)
+    assert holding.wait(5)
+    sent, held_back = 0, False
+    for n in range(5000):  # 64 KiB notes: the socket buffers fill after a few hundred at most
+        try:
+            client.remote.tell(Note(n, b"x" * 65536), timeout=0.05)
+        except MailboxFullError:
+            held_back = True  # the sender waits: backpressure reached it
+            break
         sent += 1
+    assert held_back, "the sender was never held back"
+    assert client.is_open  # a caller's short timeout does not break the link
     gate.set()
-    wait_until(lambda: client.remote.ask(Count(), timeout=5) == Note(sent), timeout=10,
+    wait_until(lambda: client.remote.ask(Count(), timeout=5) == Note(sent), timeout=20,
                what="every note handled")
+
+
+def test_a_tell_that_cannot_be_delivered_breaks_the_link_instead_of_vanishing(link, gate):
+    holding = Event()
+    client, _, _ = link(mailbox_size=1, holding=holding,
+                        options={"delivery_timeout": 0.1})
+    client.remote.tell(Hold())
+    assert holding.wait(5)
+    client.remote.tell(Note(1))  # fills the mailbox
+    client.remote.tell(Note(2))  # cannot be delivered within 0.1 s
+    wait_until(lambda: not client.is_open, what="the server to break the link")
 
 
 def test_authenticated_and_sealed_link(link):

@@ -130,3 +130,29 @@ def test_non_loopback_bind_without_a_key_is_refused():
     from titan_actors.errors import ConfigError
     with pytest.raises(ConfigError, match="key"):
         ActorServer(None, host="0.0.0.0")
+
+
+def test_idle_connections_cannot_hold_a_tls_server(certificate):
+    cert, key = certificate
+    system = ActorSystem()
+    server = ActorServer(system.spawn(_Pinger), tls=server_context(cert, key),
+                         max_connections=2, handshake_timeout=0.2).start()
+    idle = [socket.create_connection(server.address) for _ in range(2)]  # never speak TLS
+    try:
+        client = dial(*server.address, tls=client_context(cert), timeout=5)
+        assert client.remote.ask(Ping(b"in"), timeout=5).payload == b"in"
+        client.close()
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop(timeout=2)
+        system.stop_all(timeout=2)
+
+
+def test_a_server_refuses_a_role_key(tmp_path):
+    from titan_actors.errors import ConfigError
+    from titan_actors.wire.auth import role_key
+    from titan_actors.wire.roles import Role
+    worker_only = KeyRing(role=Role.WORKER, role_secret=role_key(os.urandom(32), Role.WORKER))
+    with pytest.raises(ConfigError, match="cluster key"):
+        ActorServer(None, keys=worker_only)

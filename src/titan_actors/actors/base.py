@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -97,7 +98,9 @@ class Ref(abc.ABC):
         the errors of :meth:`tell`.
         """
         timeout = DEFAULT_ASK_TIMEOUT if timeout is None else timeout
-        return self.ask_async(message, timeout=timeout, sender=sender).get(timeout)
+        deadline = time.monotonic() + timeout  # one deadline for delivery and reply together
+        reply = self.ask_async(message, timeout=timeout, sender=sender)
+        return reply.get(max(deadline - time.monotonic(), 0.0))
 
 
 @dataclass(slots=True)
@@ -207,15 +210,18 @@ class Actor:
     def spawn(self, function: Callable, *args: Any, **kwargs: Any) -> gevent.Greenlet:
         """Run ``function`` in a greenlet this actor owns: killed when the actor stops or
         restarts; an exception from it is a crash of this actor."""
-        cell = self._cell
         where = getattr(function, "__qualname__", repr(function))
 
         def guarded() -> Any:
             try:
                 return function(*args, **kwargs)
             except Exception as error:  # the owner's crash path, not the hub's
-                if cell is not None:
-                    cell.report_crash(error, f"greenlet {where}")
+                cell = self._cell  # looked up now: the greenlet may predate on_start
+                if cell is None:
+                    log.error("%s: greenlet %s failed before the actor started",
+                              type(self).__name__, where, exc_info=error)
+                else:
+                    cell.report_crash(error, f"greenlet {where}", self)
                 raise _Reported() from error
         return self._group.spawn(_swallow_reported, guarded)
 

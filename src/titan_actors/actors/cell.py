@@ -28,10 +28,10 @@ class _Stop:
 
 
 class _Crash:
-    __slots__ = ("error", "where")
+    __slots__ = ("error", "where", "instance")
 
-    def __init__(self, error: BaseException, where: str) -> None:
-        self.error, self.where = error, where
+    def __init__(self, error: BaseException, where: str, instance: Actor | None) -> None:
+        self.error, self.where, self.instance = error, where, instance
 
 
 _STOP = _Stop()
@@ -49,6 +49,7 @@ class _Cell:
         self.instance: Actor | None = None
         self.greenlet: gevent.Greenlet | None = None
         self._stop_requested = False
+        self._deferred: set[Future] = set()
 
     def request_stop(self) -> None:
         if not self._stop_requested and not self.mailbox.closed:
@@ -56,9 +57,11 @@ class _Cell:
             self.mailbox.put_internal(_STOP)
             self.mailbox.seal()  # refuse new messages now; those already queued are handled
 
-    def report_crash(self, error: BaseException, where: str) -> None:
+    def report_crash(self, error: BaseException, where: str,
+                     instance: Actor | None = None) -> None:
+        """Queue a crash of ``instance`` (a later instance is not blamed for it)."""
         if not self.mailbox.closed:
-            self.mailbox.put_internal(_Crash(error, where))
+            self.mailbox.put_internal(_Crash(error, where, instance))
 
     def run(self) -> None:
         try:
@@ -70,6 +73,10 @@ class _Cell:
                     self._drain_and_stop()
                     return
                 if isinstance(item, _Crash):
+                    if item.instance is not None and item.instance is not self.instance:
+                        log.info("actor %s: ignoring a crash of its previous instance in %s",
+                                 self.name, item.where)
+                        continue
                     if not self._crashed(item.error, item.where):
                         return
                     continue
@@ -122,7 +129,11 @@ class _Cell:
             return self._crashed(error, f"handler {handler.__name__}")
         if envelope.reply is not None:
             if isinstance(result, Future):
-                envelope.reply.resolve_from(result)
+                # tracked, so that a stop or restart answers it instead of leaving it hanging
+                reply = envelope.reply
+                self._deferred.add(reply)
+                reply.add_done_callback(self._deferred.discard)
+                reply.resolve_from(result)
             else:
                 envelope.reply.set(result)
         return True
@@ -141,6 +152,7 @@ class _Cell:
             self._fail_pending()
             return False
         log.warning("actor %s restarting", self.name)
+        self._fail_deferred()
         self.instance = None
         if restart_now:
             return self._start_instance()
@@ -156,7 +168,14 @@ class _Cell:
         except Exception:
             log.exception("actor %s: on_stop raised", self.name)
 
+    def _fail_deferred(self) -> None:
+        for reply in list(self._deferred):
+            reply.set_exception(ActorDeadError(
+                f"actor {self.name!r} stopped or restarted before its deferred reply was ready"))
+        self._deferred.clear()
+
     def _fail_pending(self) -> None:
+        self._fail_deferred()
         for item in self.mailbox.close():
             if isinstance(item, Envelope) and item.reply is not None:
                 item.reply.set_exception(ActorDeadError(

@@ -64,7 +64,7 @@ class Future:
             raise self._timed_out(timeout)
         return self._result.get(block=False)
 
-    def wait(self, timeout: float | None) -> None:
+    def wait(self, timeout: float) -> None:
         """Wait like :meth:`get`, for the outcome only: return on success, raise the error."""
         self.get(timeout)
 

@@ -66,11 +66,6 @@ class KeyRing:
     def is_cluster_key(self) -> bool:
         return self._cluster_key is not None
 
-    @property
-    def only_role(self) -> Role | None:
-        """The single role this ring may act as, or None for a cluster key."""
-        return self._role
-
     def key_for(self, role: Role) -> bytes:
         """The key to prove ``role`` with.
 
@@ -201,9 +196,13 @@ class ClientHandshake:
             raise HandshakeError(f"expected Welcome, got {type(reply).__name__}")
         session_key = None
         if self._key is not None:
-            session_key = _mac(self._key, b"session", *_transcript(self._hello,
-                                                                   self._challenge.nonce))
-        peer = PeerInfo(Role.ADMIN, reply.peer_identity, peer_address)
+            parts = _transcript(self._hello, self._challenge.nonce)
+            expected = _mac(self._key, b"welcome", bytes([reply.sealed]), *parts)
+            if not hmac.compare_digest(reply.proof, expected):
+                raise HandshakeError("the server's Welcome failed its proof: it was altered on "
+                                     "the way")
+            session_key = _mac(self._key, b"session", *parts)
+        peer = PeerInfo(Role.SERVER, reply.peer_identity, peer_address)
         return Session(peer, session_key, reply.sealed)
 
 
@@ -283,14 +282,17 @@ class ServerHandshake:
             raise HandshakeError("expected Proof after Hello")
         hello = self._hello
         session_key = None
+        welcome_proof = b""
         if self._key is not None:
             parts = _transcript(hello, self._nonce)
             if not hmac.compare_digest(proof.proof, _mac(self._key, b"client", *parts)):
                 raise HandshakeError(
                     f"{hello.role.name.lower()} {hello.identity!r} failed to prove its key")
             session_key = _mac(self._key, b"session", *parts)
+            welcome_proof = _mac(self._key, b"welcome", bytes([self._seal]), *parts)
         claims = self._claims
         peer = PeerInfo(hello.role, hello.identity, self._address,
                         run_id=claims.run_id if claims else "",
                         job_id=claims.job_id if claims else "")
-        return Welcome(self._seal, self._identity), Session(peer, session_key, self._seal)
+        welcome = Welcome(self._seal, self._identity, welcome_proof)
+        return welcome, Session(peer, session_key, self._seal)

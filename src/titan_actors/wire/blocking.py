@@ -7,19 +7,24 @@ answered with PermissionDeniedError: a blocking client serves no actor.
 
 from __future__ import annotations
 
-import itertools
 import socket
 import ssl
+import time
 from typing import Any
 
-from ..errors import BrokenError, ConnectTimeoutError, DecodeError, PermissionDeniedError
+from ..errors import (
+    AskTimeoutError,
+    BrokenError,
+    ConnectTimeoutError,
+    HandshakeError,
+    PermissionDeniedError,
+)
 from . import codec
 from .auth import ClientHandshake, JobToken, KeyRing, Session
-from .connection import Connection
+from .connection import Connection, RequestIds
 from .frame import DEFAULT_MAX_PAYLOAD, Flag
 from .greeting import client_handshake
-from .messages.control import ErrorReply
-from .remote_errors import error_to_reply, reply_to_error
+from .remote_errors import error_to_reply, reply_value
 from .roles import Role
 
 
@@ -44,7 +49,7 @@ class BlockingClient:
                  tls: ssl.SSLContext | None = None,
                  max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
         self.timeout = timeout
-        self._ids = itertools.count(1)
+        self._ids = RequestIds()
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except TimeoutError as error:
@@ -55,7 +60,11 @@ class BlockingClient:
                               f"{error.strerror or error}") from error
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls is not None:
-            sock = tls.wrap_socket(sock, server_hostname=host)
+            try:
+                sock = tls.wrap_socket(sock, server_hostname=host)
+            except (ssl.SSLError, OSError) as error:
+                sock.close()
+                raise HandshakeError(f"TLS with {host}:{port} failed: {error}") from error
         self._sock = sock
         self.connection = Connection(sock, max_payload=max_payload)
         try:
@@ -84,25 +93,30 @@ class BlockingClient:
         """Send ``message`` and return the reply (None for an empty reply).
 
         Raises the handler's error (same class when it is a known TitanError, RemoteError
-        otherwise), ConnectTimeoutError when no reply came in time, BrokenError / ClosedError
-        when the connection is gone.
+        otherwise), AskTimeoutError when no reply came within ``timeout`` (one deadline for the
+        whole exchange), BrokenError / ClosedError when the connection is gone.
         """
-        request_id = next(self._ids) & 0xFFFFFFFF or next(self._ids)
-        self._sock.settimeout(self.timeout if timeout is None else timeout)
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        request_id = self._ids.next()
+        self._sock.settimeout(timeout)
         self.connection.send(message, request_id=request_id)
         while True:
-            frame = self.connection.recv()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AskTimeoutError(f"no reply to {type(message).__name__} within {timeout} s")
+            self._sock.settimeout(remaining)
+            try:
+                frame = self.connection.recv()
+            except ConnectTimeoutError:
+                raise AskTimeoutError(f"no reply to {type(message).__name__} within "
+                                      f"{timeout} s") from None
             if not frame.flags & Flag.REPLY:
                 self._refuse_request(frame.request_id)
                 continue
             if frame.request_id != request_id:
                 continue  # a late reply to an earlier request that timed out
-            value = None if frame.type_id == 0 else codec.decode_frame_message(frame)
-            if frame.flags & Flag.ERROR:
-                if not isinstance(value, ErrorReply):
-                    raise DecodeError("an error reply did not carry an ErrorReply")
-                raise reply_to_error(value)
-            return value
+            return reply_value(frame)
 
     def _refuse_request(self, request_id: int) -> None:
         if request_id:

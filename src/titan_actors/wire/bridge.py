@@ -12,11 +12,15 @@ An :class:`Endpoint` serves one handshaken connection in both directions:
 Outgoing frames go through one bounded queue and one writer greenlet that sends them in batches:
 senders never interleave bytes, replies can be queued from callbacks, and a burst of small frames
 costs one ``sendall``.
+
+Limits, by design: while the reader waits for room in a full mailbox it reads nothing, replies
+included, so an actor that asks back over the same connection while its own mailbox is full
+waits for its ask's timeout. A tell that still finds no room after ``delivery_timeout`` breaks
+the connection (the peer sees BrokenError) rather than vanish.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -34,23 +38,21 @@ from ..errors import (
     BrokenError,
     ClosedError,
     ConnectionError_,
-    DecodeError,
+    MailboxFullError,
     PermissionDeniedError,
     ProtocolError,
     TitanError,
-    UnknownMessageTypeError,
 )
 from . import codec
 from .auth import Session
-from .connection import Connection
+from .connection import Connection, RequestIds
 from .frame import Flag, Frame
-from .messages.control import ErrorReply
-from .remote_errors import error_to_reply, reply_to_error
+from .registry import message_class
+from .remote_errors import error_to_reply, reply_value
 from .roles import PeerInfo, Role, role_may
 
 log = logging.getLogger("titan.wire")
 
-_CLOSE = object()
 _BATCH = 64
 
 
@@ -85,7 +87,7 @@ class Endpoint:
         self._delivery_timeout = delivery_timeout
         self._on_closed = on_closed
         self._pending: dict[int, Future] = {}
-        self._ids = itertools.count(1)
+        self._ids = RequestIds()
         self._group = Group()
         self._closed_error: ConnectionError_ | None = None
         self.remote = RemoteRef(self)
@@ -145,11 +147,21 @@ class Endpoint:
     # -- sending ------------------------------------------------------------------------------
 
     def _enqueue(self, item: tuple, timeout: float | None) -> None:
+        """Queue a frame for the writer, waiting up to ``timeout`` for room.
+
+        A caller's own short timeout raises MailboxFullError and leaves the link alone; only a
+        peer that stays silent for the whole ``send_timeout`` counts as broken.
+        """
         if self._closed_error is not None:
             raise self._closed_error
+        wait = self._send_timeout if timeout is None else min(timeout, self._send_timeout)
         try:
-            self._outgoing.put(item, timeout=self._send_timeout if timeout is None else timeout)
+            self._outgoing.put(item, timeout=wait)
         except Full:
+            if wait < self._send_timeout:
+                raise MailboxFullError(
+                    f"the outgoing queue to {self.connection.peer_address} stayed full "
+                    f"({self._outgoing.maxsize} frames) for {wait} s") from None
             error = BrokenError(f"{self.connection.peer_address} does not read: "
                                 f"{self._outgoing.maxsize} frames waited for "
                                 f"{self._send_timeout} s")
@@ -193,20 +205,13 @@ class Endpoint:
     def _write_loop(self) -> None:
         outgoing = self._outgoing
         while True:
-            item = outgoing.get()
-            batch = []
-            while item is not _CLOSE:
-                batch.append(item)
-                if len(batch) >= _BATCH or outgoing.empty():
-                    break
-                item = outgoing.get_nowait()
-            if batch:
-                with gevent.Timeout(self._send_timeout, BrokenError(
-                        f"{self.connection.peer_address} stopped reading for "
-                        f"{self._send_timeout} s")):
-                    self.connection.send_batch(batch)
-            if item is _CLOSE:
-                return
+            batch = [outgoing.get()]
+            while len(batch) < _BATCH and not outgoing.empty():
+                batch.append(outgoing.get_nowait())
+            with gevent.Timeout(self._send_timeout, BrokenError(
+                    f"{self.connection.peer_address} stopped reading for "
+                    f"{self._send_timeout} s")):
+                self.connection.send_batch(batch)
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -224,25 +229,18 @@ class Endpoint:
             log.debug("%s: late or unknown reply %d", self.name, frame.request_id)
             return
         try:
-            value = None if frame.type_id == 0 else codec.decode_frame_message(frame)
-        except (DecodeError, UnknownMessageTypeError) as error:
+            future.set(reply_value(frame))
+        except TitanError as error:
             future.set_exception(error)
-            return
-        if frame.flags & Flag.ERROR:
-            if isinstance(value, ErrorReply):
-                future.set_exception(reply_to_error(value))
-            else:
-                future.set_exception(DecodeError("an error reply did not carry an ErrorReply"))
-        else:
-            future.set(value)
 
     def _on_request(self, frame: Frame) -> None:
         request_id = frame.request_id
         try:
-            message = codec.decode_frame_message(frame)
-            self._authorize(message)
             if self.local is None:
                 raise PermissionDeniedError(f"{self.name} accepts no requests")
+            self._authorize(message_class(frame.type_id))  # before spending work on decoding
+            message = codec.decode_frame_message(frame)
+            self._check_scope(message)
         except TitanError as error:
             if request_id:
                 self._enqueue_from_callback(self._error_item(request_id, error))
@@ -256,31 +254,42 @@ class Endpoint:
             self.local.deliver(envelope, self._delivery_timeout)
         except TitanError as error:
             if reply is None:
-                log.warning("%s: could not deliver %s: %s", self.name, type(message).__name__,
-                            error)
-                return
+                # A tell must never vanish: break the link so that the peer learns it was lost.
+                raise BrokenError(f"{self.name}: {type(message).__name__} from "
+                                  f"{self.connection.peer_address} could not be delivered "
+                                  f"({error}); closing the connection") from error
             reply.set_exception(error)
         if reply is not None:
             reply.add_done_callback(lambda done: self._send_reply(request_id, done))
 
-    def _authorize(self, message: Any) -> None:
-        required = type(message).REQUIRES
+    def _authorize(self, message_type: type) -> None:
+        required = message_type.REQUIRES
         role = self.peer.role
         if required is None:
             if role is not Role.ADMIN:
                 raise PermissionDeniedError(
-                    f"{type(message).__name__} is not a request a {role.name.lower()} may send")
+                    f"{message_type.__name__} is not a request a {role.name.lower()} may send")
         elif not role_may(role, required):
             raise PermissionDeniedError(
-                f"role {role.name.lower()} may not send {type(message).__name__} "
+                f"role {role.name.lower()} may not send {message_type.__name__} "
                 f"(needs {required.name.lower()})")
+
+    def _check_scope(self, message: Any) -> None:
+        """A job's token is scoped to its run: a message naming another run is refused."""
+        field = getattr(type(message), "RUN_SCOPE", None)
+        if self.peer.role is Role.JOB and field is not None:
+            run_id = getattr(message, field)
+            if run_id and run_id != self.peer.run_id:
+                raise PermissionDeniedError(
+                    f"the token of job {self.peer.job_id!r} is scoped to run "
+                    f"{self.peer.run_id!r}; it cannot act on run {run_id!r}")
 
     # -- asks ---------------------------------------------------------------------------------
 
     def new_request(self, timeout: float, what: str) -> tuple[int, Future]:
         if self._closed_error is not None:
             raise self._closed_error
-        request_id = next(self._ids) & 0xFFFFFFFF or next(self._ids)
+        request_id = self._ids.next(self._pending)
         future = Future(what)
         self._pending[request_id] = future
 
@@ -291,8 +300,11 @@ class Endpoint:
         future.add_done_callback(lambda _done: handle.cancel())
         return request_id, future
 
-    def forget_request(self, request_id: int) -> None:
-        self._pending.pop(request_id, None)
+    def forget_request(self, request_id: int, error: BaseException) -> None:
+        """Drop a request that could not be sent, failing its Future (which stops its timer)."""
+        future = self._pending.pop(request_id, None)
+        if future is not None:
+            future.set_exception(error)
 
 
 class RemoteRef(Ref):
@@ -324,8 +336,8 @@ class RemoteRef(Ref):
             timeout, f"reply from {self.name} to {type(message).__name__}")
         try:
             self._endpoint.send_request(message, request_id, timeout)
-        except BaseException:
-            self._endpoint.forget_request(request_id)
+        except BaseException as error:
+            self._endpoint.forget_request(request_id, error)
             raise
         return future
 

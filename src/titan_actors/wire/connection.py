@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Container
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -32,6 +33,21 @@ def format_address(address: Any) -> str:
         host = address[0]
         return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
     return str(address)
+
+
+class RequestIds:
+    """Request ids for asks: 1 .. 2**32-1 (0 marks a tell), skipping ids still pending."""
+
+    _LIMIT = 0xFFFFFFFF
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self, pending: Container[int] = ()) -> int:
+        while True:
+            self._last = self._last % self._LIMIT + 1
+            if self._last not in pending:
+                return self._last
 
 
 class Connection:
@@ -83,10 +99,6 @@ class Connection:
         """
         type_id, payload = codec.encode_any(message)
         self.send_raw(type_id, payload, flags=flags, request_id=request_id)
-
-    def send_none(self, *, flags: Flag = Flag(0), request_id: int = 0) -> None:
-        """Send the empty reply (type id 0): an ask answered with None."""
-        self.send_raw(0, b"", flags=flags, request_id=request_id)
 
     def send_raw(self, type_id: int, payload: bytes, *, flags: Flag = Flag(0),
                  request_id: int = 0) -> None:

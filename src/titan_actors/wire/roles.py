@@ -19,6 +19,7 @@ class Role(enum.IntEnum):
     WORKER = 3   # a worker process: register and report only
     JOB = 4      # a job process holding a per-attempt token
     PEER = 5     # another component of the cluster (store <-> master)
+    SERVER = 6   # the server a client dialled, as seen by that client
 
 
 class Capability(enum.IntEnum):
@@ -34,6 +35,7 @@ class Capability(enum.IntEnum):
     STORE = 8            # read and write the key-value store
     ARTIFACTS = 9        # upload and download files
     PEER_LINK = 10       # component-to-component traffic
+    DISPATCH = 11        # a server's requests to its clients: dispatch, cancel, drain a worker
 
 
 _C = Capability
@@ -46,6 +48,9 @@ CAPABILITIES: dict[Role, frozenset[Capability]] = {
     Role.JOB: frozenset({_C.PING, _C.QUERY, _C.SUBMIT, _C.EXTEND_OWN_RUN, _C.STORE,
                          _C.ARTIFACTS}),
     Role.PEER: frozenset({_C.PING, _C.PEER_LINK, _C.STORE}),
+    # What a client lets the server it dialled ask of it. With shared keys the server has proved
+    # only that it holds the client's role key (which every worker holds), so it gets no more.
+    Role.SERVER: frozenset({_C.PING, _C.DISPATCH}),
 }
 
 
@@ -67,11 +72,6 @@ class PeerInfo:
     address: str = "local"
     run_id: str = ""
     job_id: str = ""
-
-    @property
-    def is_local(self) -> bool:
-        """True for a sender in this process (no connection, no handshake)."""
-        return self.address == "local"
 
 
 LOCAL_PEER = PeerInfo(role=Role.ADMIN, identity="local")

@@ -12,10 +12,10 @@ the server's actor; requests the server sends back go to ``local``.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 import gevent
 from gevent import socket as gsocket
@@ -26,33 +26,25 @@ from gevent.server import StreamServer
 from ..actors.base import Ref
 from ..actors.clock import SYSTEM_CLOCK, Clock
 from ..config import SealFrames, check_bind_address
+from ..config_security import is_loopback_host
 from ..errors import (
     AuthError,
     BrokenError,
     ConfigError,
     ConnectionError_,
     ConnectTimeoutError,
+    HandshakeError,
     ProtocolError,
 )
 from .auth import ClientHandshake, JobToken, KeyRing, ServerHandshake
 from .bridge import Endpoint, make_send_lock
-from .connection import Connection
+from .connection import Connection, format_address
 from .frame import DEFAULT_MAX_PAYLOAD
 from .greeting import client_handshake, server_handshake
 from .messages.handshake import JobTokenClaims
 from .roles import Role
 
 log = logging.getLogger("titan.wire")
-
-
-def is_loopback_address(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and names that mean them."""
-    if host in ("localhost", ""):
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
 
 
 def _wrap_tls(sock: gsocket.socket, context: ssl.SSLContext, *, server_side: bool,
@@ -69,7 +61,7 @@ def should_seal(policy: SealFrames, peer_host: str, over_tls: bool, has_key: boo
         return False
     if policy is SealFrames.ALWAYS:
         return True
-    return not over_tls and not is_loopback_address(peer_host)
+    return not over_tls and not is_loopback_host(peer_host)
 
 
 class ActorServer:
@@ -88,6 +80,8 @@ class ActorServer:
         allowed_roles: roles accepted on this port.
         token_valid: extra check of job tokens (the attempt is still live).
         on_connect / on_disconnect: called with each Endpoint after its handshake / at its end.
+        endpoint_options: keyword arguments for each :class:`Endpoint` (``outgoing_limit``,
+            ``send_timeout``, ``delivery_timeout``).
     """
 
     def __init__(self, target: Ref | None, *, host: str = "127.0.0.1", port: int = 0,
@@ -98,8 +92,12 @@ class ActorServer:
                  token_valid: Callable[[JobTokenClaims], bool] | None = None,
                  on_connect: Callable[[Endpoint], None] | None = None,
                  on_disconnect: Callable[[Endpoint], None] | None = None,
-                 clock: Clock = SYSTEM_CLOCK, wall_clock: Callable[[], float] | None = None):
+                 clock: Clock = SYSTEM_CLOCK, wall_clock: Callable[[], float] | None = None,
+                 endpoint_options: dict | None = None):
         check_bind_address(host, keys is not None)
+        if keys is not None and not keys.is_cluster_key:
+            raise ConfigError("a server needs the cluster key file, not a role key file "
+                              "(`titanctl key derive` makes keys for clients and workers)")
         self._target = target
         self._identity = identity
         self._keys = keys
@@ -113,6 +111,7 @@ class ActorServer:
         self._on_disconnect = on_disconnect
         self._clock = clock
         self._wall_clock = wall_clock or clock.time
+        self._endpoint_options = endpoint_options or {}
         self.endpoints: set[Endpoint] = set()
         self._server = StreamServer((host, port), self._handle, spawn=Pool(max_connections))
         self._host = host
@@ -140,31 +139,34 @@ class ActorServer:
         self._server.stop(timeout=timeout)
 
     def _handle(self, sock: gsocket.socket, address: tuple) -> None:
-        if self._tls is not None:
-            try:
-                sock = _wrap_tls(sock, self._tls, server_side=True)
-            except (ssl.SSLError, OSError) as error:
-                log.info("TLS handshake with %s failed: %s", address, error)
-                sock.close()
-                return
         sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
-        connection = Connection(sock, max_payload=self._max_payload, send_lock=make_send_lock())
         seal = should_seal(self._seal_policy, str(address[0]), self._tls is not None,
                            self._keys is not None)
-        handshake = ServerHandshake(self._identity, self._keys, connection.peer_address,
-                                    seal=seal, allowed_roles=self._allowed_roles,
-                                    token_valid=self._token_valid, wall_clock=self._wall_clock)
+        connection = None
+        # One deadline for TLS and the handshake: an idle peer cannot hold a pool slot.
         try:
             with gevent.Timeout(self._handshake_timeout,
                                 ConnectTimeoutError("handshake took too long")):
+                if self._tls is not None:
+                    sock = _wrap_tls(sock, self._tls, server_side=True)
+                connection = Connection(sock, max_payload=self._max_payload,
+                                        send_lock=make_send_lock())
+                handshake = ServerHandshake(
+                    self._identity, self._keys, connection.peer_address, seal=seal,
+                    allowed_roles=self._allowed_roles, token_valid=self._token_valid,
+                    wall_clock=self._wall_clock)
                 session = server_handshake(connection, handshake)
-        except (AuthError, ProtocolError, ConnectionError_) as error:
-            log.info("refused %s: %s", connection.peer_address, error)
-            connection.close()
+        except (AuthError, ProtocolError, ConnectionError_, ssl.SSLError, OSError) as error:
+            log.info("refused %s: %s", format_address(address), error)
+            if connection is not None:
+                connection.close()
+            else:
+                sock.close()
             return
         endpoint = Endpoint(connection, session, local=self._target,
                             name=f"{self._identity}<-{session.peer.identity}",
-                            clock=self._clock, on_closed=self._closed)
+                            clock=self._clock, on_closed=self._closed,
+                            **self._endpoint_options)
         self.endpoints.add(endpoint)
         if self._on_connect is not None:
             self._on_connect(endpoint)
@@ -180,7 +182,7 @@ def dial(host: str, port: int, *, role: Role = Role.CLIENT, identity: str = "cli
          keys: KeyRing | None = None, token: JobToken | None = None,
          local: Ref | None = None, tls: ssl.SSLContext | None = None,
          timeout: float = 10.0, max_payload: int = DEFAULT_MAX_PAYLOAD,
-         clock: Clock = SYSTEM_CLOCK) -> Endpoint:
+         clock: Clock = SYSTEM_CLOCK, **endpoint_options: Any) -> Endpoint:
     """Connect, handshake and return a started Endpoint (``endpoint.remote`` is the server's
     actor; requests from the server go to ``local``).
 
@@ -197,16 +199,23 @@ def dial(host: str, port: int, *, role: Role = Role.CLIENT, identity: str = "cli
         raise BrokenError(f"could not connect to {host}:{port}: {error.strerror or error}") \
             from error
     sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
-    if tls is not None:
-        sock = _wrap_tls(sock, tls, server_side=False, server_hostname=host)
-    connection = Connection(sock, max_payload=max_payload, send_lock=make_send_lock())
+    connection = None
     try:
         with gevent.Timeout(timeout, ConnectTimeoutError(
                 f"{host}:{port} did not finish the handshake within {timeout} s")):
+            if tls is not None:
+                sock = _wrap_tls(sock, tls, server_side=False, server_hostname=host)
+            connection = Connection(sock, max_payload=max_payload, send_lock=make_send_lock())
             session = client_handshake(connection, ClientHandshake(role, identity, keys, token))
+    except ssl.SSLError as error:
+        sock.close()
+        raise HandshakeError(f"TLS with {host}:{port} failed: {error}") from error
     except BaseException:
-        connection.close()
+        if connection is not None:
+            connection.close()
+        else:
+            sock.close()
         raise
     sock.settimeout(None)
     return Endpoint(connection, session, local=local, name=f"{identity}->{host}:{port}",
-                    clock=clock).start()
+                    clock=clock, **endpoint_options).start()

@@ -41,6 +41,7 @@ class Boom:
 @dataclass(frozen=True, slots=True)
 class Block:
     release: Event
+    started: Event | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,8 @@ class Counter(Actor):
 
     @handles(Block)
     def _block(self, msg: Block) -> str:
+        if msg.started is not None:
+            msg.started.set()
         msg.release.wait(5)
         return "released"
 
@@ -190,9 +193,9 @@ def test_restart_policy_keeps_ref_and_mailbox_until_budget_runs_out(system):
 
 def test_full_mailbox_makes_tell_wait_then_raise(system):
     ref = system.spawn(Counter, [], mailbox_size=2)
-    release = Event()
-    ref.tell(Block(release))
-    wait_until(lambda: True)  # let the actor take the Block message
+    release, started = Event(), Event()
+    ref.tell(Block(release, started))
+    assert started.wait(5)  # the actor took the Block message: the mailbox is empty again
     ref.tell(Add(1))
     ref.tell(Add(1))
     with pytest.raises(MailboxFullError, match="stayed full"):
@@ -273,3 +276,34 @@ def test_tell_to_a_dead_actor_raises(system):
     with pytest.raises(ActorDeadError):
         ref.tell(Get())
     gevent.idle()
+
+
+def test_a_stop_answers_a_pending_deferred_reply(system):
+    ref = system.spawn(Counter, [])
+    reply = ref.ask_async(Later(), timeout=30)
+    ref.ask(Get(), timeout=2)
+    ref.stop(timeout=2)
+    with pytest.raises(ActorDeadError, match="deferred reply"):
+        reply.get(2)  # at once, not after the ask's 30 s
+
+
+def test_a_crash_answers_a_pending_deferred_reply_and_restarts(system):
+    journal: list = []
+    ref = system.spawn(Counter, journal, supervision=Supervision.restart(1))
+    reply = ref.ask_async(Later(), timeout=30)
+    ref.tell(Boom())
+    with pytest.raises(ActorDeadError):
+        reply.get(2)
+    assert ref.ask(Get(), timeout=2) == 0
+
+
+def test_a_greenlet_of_a_previous_instance_does_not_crash_the_next_one(system):
+    journal: list = []
+    ref = system.spawn(Counter, journal, supervision=Supervision.restart(1))
+    ref.ask(Get(), timeout=2)
+    old = ref._cell.instance
+    ref.tell(Boom())  # restart: the old instance is replaced
+    ref.ask(Get(), timeout=2)
+    ref._cell.report_crash(RuntimeError("late"), "greenlet of the old instance", old)
+    assert ref.ask(Add(1), timeout=2) == 1
+    assert journal.count("failure:RuntimeError") == 1  # only the Boom

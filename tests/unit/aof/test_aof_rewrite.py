@@ -130,7 +130,7 @@ def test_records_appended_during_the_swap_land_after_it(path, policy):
     aof = AppendOnlyFile.open(path, policy, _step_hook=hook)
     state = fill(aof)
     aof.rewrite(snapshot(state))
-    gevent.sleep(0)  # let the flusher start writing the held record: "end" must queue behind it
+    gevent.idle()  # let the flusher start writing the held record: "end" must queue behind it
     aof.append(put("end", "2")).wait(T)
     barriers[0].wait(T)
     aof.close()

@@ -220,6 +220,14 @@ def test_a_crashed_flusher_fails_pending_barriers(path, greenlet_errors):
     aof.close()
 
 
+def settle() -> None:
+    """Let every greenlet run and every threadpool task (an fsync) finish, so that an fsync
+    wrongly started is counted before the test asserts that none happened."""
+    gevent.idle()
+    gevent.get_hub().threadpool.join()
+    gevent.idle()
+
+
 def test_everysec_fsyncs_at_most_once_per_interval(path):
     fsync, clock = Fsync(), Clock(100.0)
     aof = AppendOnlyFile.open(path, FsyncPolicy.EVERYSEC, fsync=fsync, clock=clock)
@@ -227,7 +235,7 @@ def test_everysec_fsyncs_at_most_once_per_interval(path):
     barrier = aof.append(b"a")
     assert barrier.ready() and barrier.successful()  # resolved at once: the loss window
     aof._kick_syncer()
-    gevent.idle()
+    settle()
     assert fsync.calls == before  # less than a second since open
     clock.now = 101.0
     aof._kick_syncer()
@@ -235,14 +243,14 @@ def test_everysec_fsyncs_at_most_once_per_interval(path):
     aof.append(b"b")
     clock.now = 101.5
     aof._kick_syncer()
-    gevent.idle()
+    settle()
     assert fsync.calls == before + 1
     clock.now = 102.1
     aof._kick_syncer()
     wait_until(lambda: fsync.calls == before + 2, T, what="the second background fsync")
     clock.now = 200.0  # no unsynced data: no fsync however long it has been
     aof._kick_syncer()
-    gevent.idle()
+    settle()
     assert fsync.calls == before + 2
     aof.close()
 
@@ -253,7 +261,7 @@ def test_policy_no_never_fsyncs_until_close(path):
     before = fsync.calls
     for i in range(100):
         assert aof.append(b"%d" % i).successful()
-    gevent.idle()
+    settle()
     assert fsync.calls == before
     aof.close()
     assert fsync.calls == before + 1

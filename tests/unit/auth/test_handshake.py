@@ -157,7 +157,29 @@ def test_reply_must_be_welcome():
     client.on_challenge(server.on_hello(client.hello()))
     with pytest.raises(HandshakeError, match="expected Welcome"):
         client.on_reply(Flag, "x")  # type: ignore[arg-type]
-    assert client.on_reply(Welcome(False, "srv"), "x").peer.identity == "srv"
+    session = client.on_reply(Welcome(False, "srv", b""), "x")
+    assert session.peer.identity == "srv" and session.peer.role is Role.SERVER
+
+
+def test_a_welcome_altered_on_the_way_cannot_switch_sealing_off():
+    key = os.urandom(32)
+    client = ClientHandshake(Role.CLIENT, "c", KeyRing(key))
+    server = ServerHandshake("srv", KeyRing(key), "c:1", seal=True)
+    welcome, _ = server.on_proof(client.on_challenge(server.on_hello(client.hello())))
+    assert welcome.sealed
+    tampered = Welcome(False, welcome.peer_identity, welcome.proof)
+    with pytest.raises(HandshakeError, match="altered"):
+        client.on_reply(tampered, "srv:1")
+    assert client.on_reply(welcome, "srv:1").sealed
+
+
+def test_the_server_is_trusted_only_as_a_server():
+    # a worker-key holder can answer a worker's handshake: it gets the SERVER role, not ADMIN
+    key = os.urandom(32)
+    worker_ring = KeyRing(role=Role.WORKER, role_secret=role_key(key, Role.WORKER))
+    session, _ = run(ClientHandshake(Role.WORKER, "w", worker_ring),
+                     ServerHandshake("impostor", KeyRing(key), "w:1"))
+    assert session.peer.role is Role.SERVER
 
 
 # -- sealing ---------------------------------------------------------------------------------

@@ -48,10 +48,15 @@ class Proof(Message):
 
 @message(4)
 class Welcome(Message):
-    """The handshake succeeded; ``sealed`` says whether frames from now on carry a MAC."""
+    """The handshake succeeded; ``sealed`` says whether frames from now on carry a MAC.
+
+    ``proof`` (with a key) binds ``sealed`` to the handshake, so nobody on the path can switch
+    sealing off.
+    """
 
     sealed: bool
     peer_identity: str
+    proof: bytes
 
 
 @message(5)
