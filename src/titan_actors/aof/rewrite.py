@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # gevent only for annotations: check.py (and so the CLI) stay
     import gevent.event
     import gevent.lock
 
-    from titan_actors.aof.barrier import Batch, WriteQueue
+    from titan_actors.aof.barrier import WriteQueue
 
 log = logging.getLogger("titan.aof")
 
@@ -285,14 +285,8 @@ class CompactionMixin:
     _io_lock: gevent.lock.Semaphore
     _flush_wakeup: gevent.event.Event
 
-    def _check_not_closed(self) -> None:
-        raise NotImplementedError
-
-    def _run_blocking(self, func: Callable[..., object], *args: object) -> object:
-        raise NotImplementedError
-
-    def _degrade(self, error: BaseException, what: str, batches: Iterable[Batch] = ()) -> None:
-        raise NotImplementedError
+    # The host class (AppendOnlyFile) also provides _check_not_closed(), _run_blocking(func,
+    # *args) and _degrade(error, what, batches=()).
 
     def rewrite(self, snapshot: Iterable[bytes]) -> None:
         """Compact the file to ``snapshot`` plus the records appended meanwhile (blocking).
