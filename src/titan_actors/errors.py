@@ -219,3 +219,66 @@ class UnknownFlagsError(ProtocolError):
 
 class TrailingFrameBytesError(ProtocolError):
     """Bytes follow the one frame that was expected (see ``wire.frame.decode_frame``)."""
+
+
+# -- pipelines (appended by the pipeline loader) -----------------------------------------------
+
+class PipelineError(UsageError):
+    """A YAML pipeline is invalid. The message lists every problem found, one per line, each
+    naming the file, the line and the key, and what would be right."""
+
+
+# -- the scheduler (appended by the scheduler) -------------------------------------------------
+
+class SubmissionError(UsageError):
+    """A submission (a run, or jobs added to one) was refused; nothing of it was kept.
+
+    The message lists every problem, each naming the job and field at fault; ``problems`` holds
+    them one by one (empty when the error was re-raised from a remote message).
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
+
+
+class StaleReportError(UsageError):
+    """A report about an attempt that is no longer current (an old attempt, a lost lease, or a
+    completion already recorded); it changed nothing."""
+
+
+class UnknownRunError(UsageError):
+    """No run has this id (it never existed, or it was forgotten)."""
+
+
+class UnknownJobError(UsageError):
+    """No job matches this reference (``RUN/JOB``, ``JOB`` or ``DAG-JOB``)."""
+
+
+class InvalidTransitionError(UsageError):
+    """The job or run is not in a state that allows this request (e.g. retrying a running job)."""
+
+
+class InconsistentRecordError(PersistenceError):
+    """A replayed scheduler record does not fit the state built so far (records out of order,
+    or from another history)."""
+
+
+# -- job processes (appended by the execution package) -----------------------------------------
+
+class LaunchError(TitanError):
+    """A job's process could not be started; the message names the program and says why (no such
+    file, permission denied, exec format error...). ``errno`` is the OS error number, or 0."""
+
+    def __init__(self, message: str, errno: int = 0) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class LauncherBrokenError(BrokenError):
+    """The launcher process exited or broke its pipe protocol; launches and waits pending on it
+    have failed, and the process groups it had started were killed."""
+
+
+class LauncherClosedError(ClosedError):
+    """We closed the launcher (``Launcher.close``) and then asked it to launch or kill."""

@@ -94,7 +94,7 @@ def test_ping_with_keys_and_clear_errors(echo_server, tmp_path):
     wrong = titanctl("ping", "--port", str(port), "--key-file", str(other))
     assert wrong.returncode == 2 and "keys differ" in wrong.stderr
     nobody = titanctl("ping", "--master", "127.0.0.1:1")
-    assert nobody.returncode == 2 and "could not connect to 127.0.0.1:1" in nobody.stderr
+    assert nobody.returncode == 3 and "could not connect to 127.0.0.1:1" in nobody.stderr
     loose = tmp_path / "loose"
     loose.write_text(key.read_text())
     os.chmod(loose, 0o644)

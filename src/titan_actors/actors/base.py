@@ -143,6 +143,11 @@ class ActorRef(Ref):
         timeout = DEFAULT_TELL_TIMEOUT if timeout is None else timeout
         self._cell.mailbox.put(envelope, lane_of(envelope.message), timeout)
 
+    def join(self, timeout: float | None) -> bool:
+        """Wait until the actor has stopped (None: as long as it runs). True once stopped."""
+        self._cell.greenlet.join(timeout)
+        return self._cell.greenlet.dead
+
     def stop(self, timeout: float | None = 10.0) -> bool:
         """Stop the actor after the messages already in its mailbox; later ones are refused.
 
@@ -229,7 +234,7 @@ class Actor:
         """Deliver ``message`` to this actor after ``delay`` seconds of its clock."""
         def fire() -> None:
             self._timers.discard(handle)
-            self._deliver_timer(message)
+            self.notify(message)
         handle = self.clock.call_later(delay, fire)
         self._timers.add(handle)
         return handle
@@ -248,7 +253,9 @@ class Actor:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _deliver_timer(self, message: Any) -> None:
+    def notify(self, message: Any) -> None:
+        """Deliver ``message`` to this actor without blocking, from anywhere: a timer, a
+        Future's callback in the hub, another greenlet. Dropped once the actor stopped."""
         if self._cell is not None and not self._cell.mailbox.closed:
             self._cell.mailbox.put_internal(Envelope(message, Sender(self._cell.ref)))
 
@@ -297,7 +304,7 @@ class _Repeating:
 
     def _fire(self) -> None:
         self._actor._timers.discard(self)
-        self._actor._deliver_timer(self._message)
+        self._actor.notify(self._message)
         self.schedule()
 
     def cancel(self) -> None:

@@ -11,8 +11,9 @@ import sys
 import typer
 
 from .. import __version__
-from ..errors import TitanError
-from . import aof_cmd, config_cmd, key_cmd, ping_cmd
+from ..errors import ConnectionError_, TitanError
+from . import aof_cmd, cluster_cmd, config_cmd, jobs_cmd, key_cmd, ping_cmd, server_cmd
+from .common import EXIT_UNREACHABLE, EXIT_USAGE
 
 app = typer.Typer(
     name="titanctl",
@@ -25,6 +26,13 @@ app.add_typer(key_cmd.app, name="key")
 app.add_typer(aof_cmd.app, name="aof")
 app.add_typer(config_cmd.app, name="config")
 app.command("ping")(ping_cmd.ping)
+app.command("master")(server_cmd.master)
+app.command("worker")(server_cmd.worker)
+app.command("up")(cluster_cmd.up)
+app.command("down")(cluster_cmd.down)
+for _name in ("submit", "validate", "status", "runs", "jobs", "describe", "logs", "cancel",
+              "retry", "workers", "prune"):
+    app.command(_name)(getattr(jobs_cmd, _name))
 
 
 def _show_version(value: bool) -> None:
@@ -43,6 +51,9 @@ def main() -> None:
     """Entry point of the ``titanctl`` console script."""
     try:
         app()
+    except ConnectionError_ as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_UNREACHABLE)
     except TitanError as error:  # a refusal with a clear message, never a traceback
         typer.echo(f"error: {error}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+from gevent.event import Event
 from gevent.lock import Semaphore
 from gevent.pool import Group
 from gevent.queue import Full, Queue
@@ -90,6 +91,7 @@ class Endpoint:
         self._ids = RequestIds()
         self._group = Group()
         self._closed_error: ConnectionError_ | None = None
+        self._closed_event = Event()
         self.remote = RemoteRef(self)
 
     # -- life ---------------------------------------------------------------------------------
@@ -109,6 +111,10 @@ class Endpoint:
     def is_open(self) -> bool:
         return self._closed_error is None
 
+    def wait_closed(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the connection to end; True once it has."""
+        return self._closed_event.wait(timeout)
+
     def close(self, error: ConnectionError_ | None = None) -> None:
         """Close the connection, fail pending asks, stop the greenlets. Idempotent."""
         if self._closed_error is not None:
@@ -117,6 +123,7 @@ class Endpoint:
                                                   f"({self.connection.peer_address}) was "
                                                   "closed by this side")
         self.connection.close()
+        self._closed_event.set()
         pending, self._pending = self._pending, {}
         for future in pending.values():
             future.set_exception(self._closed_error)

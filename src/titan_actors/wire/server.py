@@ -107,8 +107,8 @@ class ActorServer:
         self._handshake_timeout = handshake_timeout
         self._allowed_roles = allowed_roles
         self._token_valid = token_valid
-        self._on_connect = on_connect
-        self._on_disconnect = on_disconnect
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
         self._clock = clock
         self._wall_clock = wall_clock or clock.time
         self._endpoint_options = endpoint_options or {}
@@ -120,6 +120,26 @@ class ActorServer:
     def address(self) -> tuple[str, int]:
         """(host, port) actually bound: the chosen port when 0 was asked for."""
         return self._server.address[0], self._server.address[1]
+
+    @property
+    def target(self) -> Ref | None:
+        """The actor that handles peers' requests (settable until :meth:`start`)."""
+        return self._target
+
+    @target.setter
+    def target(self, ref: Ref | None) -> None:
+        self._target = ref
+
+    def listen(self) -> tuple[str, int]:
+        """Bind now (without accepting yet) and return the address: the composition root
+        learns a chosen port before it builds the actor that serves it."""
+        try:
+            self._server.init_socket()
+        except OSError as error:
+            raise ConfigError(f"cannot listen on {self._host}:{self._server.address[1]}: "
+                              f"{error.strerror or error} (is another process using it? "
+                              "choose another with --port)") from error
+        return self.address
 
     def start(self) -> "ActorServer":
         """Bind and start accepting. Raises ConfigError naming the port when it is taken."""
@@ -168,14 +188,14 @@ class ActorServer:
                             clock=self._clock, on_closed=self._closed,
                             **self._endpoint_options)
         self.endpoints.add(endpoint)
-        if self._on_connect is not None:
-            self._on_connect(endpoint)
+        if self.on_connect is not None:
+            self.on_connect(endpoint)
         endpoint.serve()
 
     def _closed(self, endpoint: Endpoint) -> None:
         self.endpoints.discard(endpoint)
-        if self._on_disconnect is not None:
-            self._on_disconnect(endpoint)
+        if self.on_disconnect is not None:
+            self.on_disconnect(endpoint)
 
 
 def dial(host: str, port: int, *, role: Role = Role.CLIENT, identity: str = "client",

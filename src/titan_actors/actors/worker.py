@@ -1,0 +1,384 @@
+"""The worker: dials the master, runs the attempts it is sent, streams their output back.
+
+Processes are started by a small never-patched launcher process (``execution.launcher``), so
+this actor's loop never forks. The connection lives in an owned greenlet that dials with a capped
+backoff and reports to the actor by message; everything else is the actor's own state. A
+finished attempt is kept until the master acknowledges it, across reconnects and master restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+
+from ..execution import workspace
+from ..execution.command import TitanEnv, build_command
+from ..execution.launcher_client import Launcher
+from ..execution.orphans import ChildRegistry, kill_orphans
+from ..execution.output import OutputCapture
+from ..wire.auth import KeyRing
+from ..wire.bridge import Endpoint
+from ..wire.messages import worker as w
+from ..wire.messages.control import Ping, Pong
+from ..wire.roles import Role
+from ..wire.server import dial
+from .base import Actor, handles
+
+log = logging.getLogger("titan.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """The worker's settings (the composition root fills them from the config)."""
+
+    name: str
+    master: tuple[str, int]
+    data_dir: Path
+    tags: tuple[str, ...] = ("GENERAL",)
+    slots: int = 2
+    heartbeat_interval: float = 1.0
+    reconnect_min: float = 0.05
+    reconnect_max: float = 1.0
+    drain_timeout: float = 30.0
+    kill_grace: float = 5.0
+    ephemeral: bool = False
+    output_cap: int = 64 * 1024 * 1024
+
+
+@dataclass
+class _Attempt:
+    ref: w.AttemptRef
+    pid: int = 0
+    exit_code: int | None = None
+    output_done: bool = False
+    reason: str = ""
+    timer: Any = None
+    handed_back: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Connected:
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class _Disconnected:
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class _Beat:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Exited:
+    key: str
+    exit_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class _OutputBatch:
+    ref: w.AttemptRef
+    stream: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _OutputDone:
+    ref: w.AttemptRef
+
+
+@dataclass(frozen=True, slots=True)
+class _Acked:
+    ref: w.AttemptRef
+
+
+@dataclass(frozen=True, slots=True)
+class _Timeout:
+    ref: w.AttemptRef
+
+
+@dataclass(frozen=True, slots=True)
+class _RegistrationState:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Stop taking work; let running attempts finish for the drain timeout, then hand them back."""
+
+
+@dataclass(frozen=True, slots=True)
+class _DrainExpired:
+    pass
+
+
+def _key(ref: w.AttemptRef) -> str:
+    return f"{ref.run_id}/{ref.job_id}/{ref.attempt}/{ref.epoch}"
+
+
+class WorkerActor(Actor):
+    """The worker actor. See the module docstring."""
+
+    def __init__(self, options: WorkerOptions, *, keys: KeyRing | None = None,
+                 clock=None, launcher: Launcher | None = None) -> None:
+        super().__init__(clock=clock)
+        self.options = options
+        self.keys = keys
+        self.master = None
+        self.endpoint: Endpoint | None = None
+        self.launcher = launcher
+        self.attempts: dict[w.AttemptRef, _Attempt] = {}
+        self.by_key: dict[str, w.AttemptRef] = {}
+        self.unacked: dict[w.AttemptRef, w.AttemptResult] = {}
+        self.draining = False
+        self._stopping = False
+
+    # -- life ---------------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self.options.data_dir.mkdir(parents=True, exist_ok=True)
+        killed = kill_orphans(self.options.data_dir)
+        if killed:
+            log.warning("killed %d leftover processes of a previous life", len(killed))
+        self.children = ChildRegistry(self.options.data_dir)
+        if self.launcher is None:
+            self.launcher = Launcher.start(on_exit=self._on_exit)
+        self.send_every(self.options.heartbeat_interval, _Beat())
+        self.spawn(self._connect_loop)
+
+    def on_stop(self) -> None:
+        self._stopping = True
+        for ref in list(self.attempts):
+            self.launcher.kill(_key(ref), 0.0)
+        if self.endpoint is not None:
+            self.endpoint.close()
+        self.launcher.close()
+
+    # -- the connection -----------------------------------------------------------------------
+
+    def _connect_loop(self) -> None:
+        """Dial, register, wait for the link to end, and again, with a capped backoff."""
+        delay = self.options.reconnect_min
+        host, port = self.options.master
+        while not self._stopping:
+            try:
+                endpoint = dial(host, port, role=Role.WORKER, identity=self.options.name,
+                                keys=self.keys, local=self.ref, timeout=5.0)
+            except Exception as error:
+                log.info("cannot reach the master at %s:%d: %s", host, port, error)
+                gevent.sleep(delay)  # a reconnect backoff, not a wait for a condition
+                delay = min(delay * 2, self.options.reconnect_max)
+                continue
+            try:
+                running, finished = self.ref.ask(_RegistrationState(), timeout=10)
+                endpoint.remote.ask(w.RegisterWorker(
+                    self.options.name, self.options.tags, self.options.slots,
+                    socket.gethostname(), os.getpid(), running, finished,
+                    self.options.ephemeral), timeout=30)
+            except Exception as error:
+                log.warning("registration with the master failed: %s", error)
+                endpoint.close()
+                gevent.sleep(delay)
+                delay = min(delay * 2, self.options.reconnect_max)
+                continue
+            delay = self.options.reconnect_min
+            self.notify(_Connected(endpoint))
+            while not self._stopping and not endpoint.wait_closed(5.0):
+                pass
+            self.notify(_Disconnected(endpoint))
+
+    @handles(_RegistrationState)
+    def _registration_state(self, msg: _RegistrationState):
+        running = tuple(ref for ref, a in self.attempts.items() if a.exit_code is None)
+        return running, tuple(self.unacked.values())
+
+    @handles(_Connected)
+    def _connected(self, msg: _Connected) -> None:
+        self.endpoint, self.master = msg.endpoint, msg.endpoint.remote
+        log.info("registered with the master at %s:%d", *self.options.master)
+        for ref in list(self.unacked):  # reported in the registration: the master has them
+            del self.unacked[ref]
+
+    @handles(_Disconnected)
+    def _disconnected(self, msg: _Disconnected) -> None:
+        if self.endpoint is msg.endpoint:
+            self.endpoint, self.master = None, None
+            log.warning("lost the master; reconnecting")
+
+    @handles(_Beat)
+    def _beat(self, msg: _Beat) -> None:
+        if self.master is not None:
+            running = tuple(ref for ref, a in self.attempts.items() if a.exit_code is None)
+            self._tell_master(w.Heartbeat(running, self.draining))
+
+    def _tell_master(self, message: Any) -> None:
+        try:
+            self.master.tell(message, timeout=0.5)
+        except Exception as error:  # the connect loop notices a broken link
+            log.debug("could not tell the master %s: %s", type(message).__name__, error)
+
+    # -- attempts -----------------------------------------------------------------------------
+
+    @handles(Ping)
+    def _ping(self, msg: Ping) -> Pong:
+        return Pong(msg.payload, self.options.name, "worker")
+
+    @handles(w.Dispatch)
+    def _dispatch(self, msg: w.Dispatch) -> None:
+        ref = msg.ref
+        if ref in self.attempts:
+            return
+        if self.draining:
+            self._report_hand_back(ref)
+            return
+        attempt = _Attempt(ref)
+        self.attempts[ref] = attempt
+        self.by_key[_key(ref)] = ref
+        spec = msg.spec
+        try:
+            run_dir = workspace.prepare_run(self.options.data_dir, ref.run_id)
+            script = workspace.write_script(self.options.data_dir, ref.run_id, ref.job_id,
+                                            ref.attempt, spec.script_name, spec.script) \
+                if spec.script_name else None
+            # jobs reach the master the way this worker does (its own --master address)
+            host, port = self.options.master
+            titan = TitanEnv(host, port, msg.token, ref.job_id, ref.run_id, ref.attempt)
+            cmd = build_command(spec, titan, str(script) if script else None)
+            process = self.launcher.launch(_key(ref), cmd.argv, cmd.env, str(run_dir))
+        except Exception as error:
+            log.warning("could not start %s: %s", _key(ref), error)
+            attempt.output_done = True
+            attempt.exit_code = 127
+            attempt.reason = f"could not start: {error}"
+            self._finalize(attempt)
+            return
+        attempt.pid = process.pid
+        self.children.add(process.pid, key=_key(ref))
+        capture = OutputCapture(
+            process.stdout_fd, process.stderr_fd, cap_bytes=self.options.output_cap,
+            on_batch=lambda stream, data: self.notify(_OutputBatch(ref, int(stream), data)))
+        self.spawn(self._read_output, ref, capture)
+        if spec.timeout > 0:
+            attempt.timer = self.send_after(spec.timeout, _Timeout(ref))
+        if self.master is not None:
+            self._tell_master(w.JobStarted(ref, process.pid))
+
+    def _read_output(self, ref: w.AttemptRef, capture: OutputCapture) -> None:
+        """Owned greenlet: read the attempt's output to EOF, then say so."""
+        capture.start()
+        try:
+            while not capture.wait(60.0):
+                pass
+        finally:
+            capture.close()
+        self.notify(_OutputDone(ref))
+
+    def _on_exit(self, process, exit_code: int) -> None:
+        self.notify(_Exited(process.key, exit_code))
+
+    @handles(_OutputBatch)
+    def _output(self, msg: _OutputBatch) -> None:
+        if self.master is not None:
+            self._tell_master(w.JobOutput(msg.ref, msg.stream, msg.data))
+
+    @handles(_OutputDone)
+    def _output_done(self, msg: _OutputDone) -> None:
+        attempt = self.attempts.get(msg.ref)
+        if attempt is not None:
+            attempt.output_done = True
+            self._finalize(attempt)
+
+    @handles(_Exited)
+    def _exited(self, msg: _Exited) -> None:
+        ref = self.by_key.get(msg.key)
+        attempt = self.attempts.get(ref) if ref else None
+        if attempt is None:
+            return
+        attempt.exit_code = msg.exit_code
+        self.children.remove(attempt.pid)
+        self._finalize(attempt)
+
+    def _finalize(self, attempt: _Attempt) -> None:
+        """Report an attempt once its process exited AND its output was read to the end."""
+        if attempt.exit_code is None or not attempt.output_done:
+            return
+        ref = attempt.ref
+        self.attempts.pop(ref, None)
+        self.by_key.pop(_key(ref), None)
+        if attempt.timer is not None:
+            attempt.timer.cancel()
+        if attempt.handed_back:
+            self._report_hand_back(ref)
+        else:
+            reason = attempt.reason or ("" if attempt.exit_code == 0
+                                        else f"exit code {attempt.exit_code}")
+            result = w.AttemptResult(ref, attempt.exit_code, reason, self.clock.time())
+            self.unacked[ref] = result
+            self._send_result(result)
+        if self.draining and not self.attempts:
+            self.stop()
+
+    def _send_result(self, result: w.AttemptResult) -> None:
+        if self.master is None:
+            return  # sent with the next registration
+        try:
+            reply = self.master.ask_async(w.JobFinished(result), timeout=30)
+        except Exception as error:
+            log.info("could not report %s yet: %s", _key(result.ref), error)
+            return
+        reply.add_done_callback(
+            lambda done: self.notify(_Acked(result.ref)) if done.successful() else None)
+
+    @handles(_Acked)
+    def _acked(self, msg: _Acked) -> None:
+        self.unacked.pop(msg.ref, None)
+
+    def _report_hand_back(self, ref: w.AttemptRef) -> None:
+        if self.master is not None:
+            try:
+                self.master.ask_async(w.HandBack(ref), timeout=30)
+            except Exception as error:
+                log.info("could not hand back %s: %s", _key(ref), error)
+
+    @handles(_Timeout)
+    def _timeout(self, msg: _Timeout) -> None:
+        attempt = self.attempts.get(msg.ref)
+        if attempt is not None and attempt.exit_code is None:
+            attempt.reason = "timed out"
+            self.launcher.kill(_key(msg.ref), self.options.kill_grace)
+
+    @handles(w.KillAttempt)
+    def _kill(self, msg: w.KillAttempt) -> None:
+        attempt = self.attempts.get(msg.ref)
+        if attempt is not None and attempt.exit_code is None:
+            attempt.reason = msg.reason
+            self.launcher.kill(_key(msg.ref), self.options.kill_grace)
+
+    # -- draining -----------------------------------------------------------------------------
+
+    @handles(Drain)
+    def _drain(self, msg: Drain) -> None:
+        if self.draining:
+            return
+        self.draining = True
+        log.info("draining: %d attempts may run for %.0f s more", len(self.attempts),
+                 self.options.drain_timeout)
+        if not self.attempts:
+            self.stop()
+            return
+        self.send_after(self.options.drain_timeout, _DrainExpired())
+
+    @handles(_DrainExpired)
+    def _drain_expired(self, msg: _DrainExpired) -> None:
+        for attempt in self.attempts.values():
+            attempt.handed_back = True
+            self.launcher.kill(_key(attempt.ref), self.options.kill_grace)
+

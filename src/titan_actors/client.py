@@ -1,0 +1,177 @@
+"""The client core: every call a user can make to the master, over a blocking connection.
+
+gevent-free (the CLI, the SDK and the MCP server use it in plain programs). The adapters parse
+their input, call one method here and format the answer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .errors import AskTimeoutError, UsageError
+from .scheduler.model import JobSpec, RunSpec, RunState
+from .wire.auth import JobToken, KeyRing
+from .wire.blocking import BlockingClient
+from .wire.messages.master import (
+    AddJobs,
+    Cancel,
+    Done,
+    Event,
+    EventBatch,
+    GetJob,
+    GetLogs,
+    GetRun,
+    JobDetail,
+    ListRuns,
+    ListWorkers,
+    LogChunk,
+    Prune,
+    Retry,
+    RunAccepted,
+    RunDetail,
+    RunSummary,
+    SubmitRun,
+    WaitEvents,
+    WorkerInfo,
+)
+from .wire.roles import Role
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9090
+_LONG_POLL = 25.0
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6). Raises UsageError saying what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"{text!r} is not HOST:PORT (for example 127.0.0.1:9090)")
+    return host.strip("[]"), int(port)
+
+
+class MasterClient:
+    """A connection to the master. Use as a context manager, or call :meth:`close`.
+
+    Args:
+        host, port: the master's address.
+        keys: a key ring (from ``--key-file``), or None.
+        token: a job's token (``TITAN_TOKEN``) instead of keys.
+        timeout: seconds for connecting and for each request.
+        identity: a name for the master's logs.
+    """
+
+    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
+                 keys: KeyRing | None = None, token: JobToken | None = None,
+                 timeout: float = 30.0, identity: str = "titanctl") -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self._conn = BlockingClient(host, port, role=Role.CLIENT, identity=identity, keys=keys,
+                                    token=token, timeout=timeout)
+
+    @classmethod
+    def from_environment(cls, *, timeout: float = 30.0, identity: str = "client",
+                         environ: dict | None = None) -> "MasterClient":
+        """Connect as a job would: TITAN_HOST/TITAN_PORT, TITAN_TOKEN or TITAN_KEY_FILE."""
+        env = os.environ if environ is None else environ
+        host = env.get("TITAN_HOST", DEFAULT_HOST)
+        port = int(env.get("TITAN_PORT", DEFAULT_PORT))
+        token = JobToken.parse(env["TITAN_TOKEN"]) if env.get("TITAN_TOKEN") else None
+        keys = None
+        if token is None and env.get("TITAN_KEY_FILE"):
+            from .keys import load_keyring
+            keys = load_keyring(Path(env["TITAN_KEY_FILE"]))
+        return cls(host, port, keys=keys, token=token, timeout=timeout, identity=identity)
+
+    def __enter__(self) -> "MasterClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def submit(self, spec: RunSpec, from_run: str = "") -> RunAccepted:
+        """Submit a run. Raises SubmissionError (a UsageError) saying what is wrong."""
+        return self._conn.ask(SubmitRun(spec, from_run))
+
+    def add_jobs(self, run_id: str, jobs: tuple[JobSpec, ...]) -> RunAccepted:
+        return self._conn.ask(AddJobs(run_id, jobs))
+
+    def run(self, run_ref: str = "latest") -> RunDetail:
+        return self._conn.ask(GetRun(run_ref))
+
+    def runs(self, limit: int = 50) -> tuple[RunSummary, ...]:
+        return self._conn.ask(ListRuns(limit)).runs
+
+    def job(self, job_ref: str) -> JobDetail:
+        return self._conn.ask(GetJob(job_ref))
+
+    def logs(self, job_ref: str, offset: int = 0, limit: int = 1 << 20) -> LogChunk:
+        return self._conn.ask(GetLogs(job_ref, offset, limit))
+
+    def cancel(self, ref: str) -> str:
+        return self._reply_text(self._conn.ask(Cancel(ref)))
+
+    def retry(self, ref: str) -> str:
+        return self._reply_text(self._conn.ask(Retry(ref)))
+
+    def workers(self) -> tuple[WorkerInfo, ...]:
+        return self._conn.ask(ListWorkers()).workers
+
+    def prune(self, older_than: float, keep: int) -> str:
+        return self._reply_text(self._conn.ask(Prune(older_than, keep)))
+
+    def wait_events(self, after_seq: int, timeout: float, run_id: str = "") -> EventBatch:
+        """Long-poll the event stream: returns as soon as there is an event after ``after_seq``."""
+        return self._conn.ask(WaitEvents(after_seq, timeout, run_id), timeout=timeout + 10)
+
+    # -- following ----------------------------------------------------------------------------
+
+    def follow_run(self, run_id: str, timeout: float,
+                   on_event: Callable[[Event], None] | None = None) -> RunSummary:
+        """Wait until every job of ``run_id`` is terminal, following the event stream.
+
+        Returns the run's final summary. Raises AskTimeoutError after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        detail = self.run(run_id)
+        after = detail.last_seq
+        while detail.run.state is RunState.ACTIVE:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AskTimeoutError(f"run {run_id} did not finish within {timeout} s")
+            batch = self.wait_events(after, min(remaining, _LONG_POLL), run_id)
+            after = batch.last_seq
+            for event in batch.events:
+                if on_event is not None:
+                    on_event(event)
+            if batch.events or batch.reset:
+                detail = self.run(run_id)
+        return detail.run
+
+    def follow_logs(self, job_ref: str, offset: int = 0,
+                    timeout: float | None = None) -> Iterator[bytes]:
+        """Yield a job's output as it comes, until the job is terminal (``logs -f``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            chunk = self.logs(job_ref, offset)
+            after = chunk.last_seq
+            if chunk.data:
+                yield chunk.data
+                offset = chunk.next_offset
+                continue
+            if chunk.finished:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise AskTimeoutError(f"the output of {job_ref} did not end within {timeout} s")
+            self.wait_events(after, _LONG_POLL, chunk.run_id)
+
+    @staticmethod
+    def _reply_text(reply: Done) -> str:
+        return reply.text
+

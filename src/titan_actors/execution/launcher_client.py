@@ -1,0 +1,405 @@
+"""The worker's side of the launcher: start it once, then launch, kill and hear about exits.
+
+Everything here uses gevent's modules explicitly (``gevent.socket``, ``gevent.event``) and works
+the same whether the process is monkey-patched (a worker) or not (the test process). One reader
+greenlet, owned by the :class:`Launcher`, turns the launcher's frames into results: a
+:class:`LaunchedProcess` per key, whose ``exited`` AsyncResult holds the exit code (negative: the
+signal that killed it), plus an optional ``on_exit`` callback.
+
+Each launch creates two pipes here (close-on-exec); their write ends travel to the launcher with
+the request (``SCM_RIGHTS``) and are closed here once sent, so the job holds the only writers and
+EOF on the read ends means every process of the job has closed its output. The read ends are
+non-blocking and belong to the caller (``output.OutputCapture`` reads and closes them).
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from gevent import socket as gsocket
+from gevent.event import AsyncResult, Event
+from gevent.lock import Semaphore
+from gevent.pool import Group
+
+import titan_actors
+from titan_actors.errors import (
+    LauncherBrokenError,
+    LauncherClosedError,
+    LaunchError,
+    ProtocolError,
+    TitanError,
+)
+from titan_actors.wire import codec
+from titan_actors.wire.frame import DEFAULT_MAX_PAYLOAD, HEADER_SIZE, FrameReader
+from titan_actors.wire.messages.launcher import (
+    LauncherReady,
+    LaunchKill,
+    LaunchShutdown,
+    LaunchSpawn,
+    ProcessExited,
+    SpawnFailed,
+    SpawnSucceeded,
+)
+
+__all__ = ["LaunchedProcess", "Launcher"]
+
+_log = logging.getLogger(__name__)
+_RECV_BYTES = 64 * 1024
+_SRC_ROOT = str(Path(titan_actors.__file__).resolve().parent.parent)
+
+ExitCallback = Callable[["LaunchedProcess", int], None]
+
+
+class LaunchedProcess:
+    """One started job process.
+
+    ``pid`` is also its process group id (it runs in its own session). ``stdout_fd`` and
+    ``stderr_fd`` are the non-blocking read ends of its output pipes (-1 when not captured); the
+    caller owns and closes them. ``exited`` is set to the exit code (or -signal) when the
+    launcher reaps it, or fails with LauncherBrokenError / LauncherClosedError when the launcher
+    went away first.
+    """
+
+    __slots__ = ("_started", "_abandoned", "exited", "key", "pid", "stderr_fd", "stdout_fd")
+
+    def __init__(self, key: str, stdout_fd: int, stderr_fd: int) -> None:
+        self.key = key
+        self.pid = 0
+        self.stdout_fd = stdout_fd
+        self.stderr_fd = stderr_fd
+        self.exited: AsyncResult = AsyncResult()
+        self._started: AsyncResult = AsyncResult()
+        self._abandoned = False
+
+    def wait(self, timeout: float | None) -> int | None:
+        """Return the exit code, or None when the process is still running after ``timeout``
+        seconds (None: no limit). Raises LauncherBrokenError or LauncherClosedError when the
+        launcher went away before reporting the exit."""
+        self.exited.wait(timeout)
+        if not self.exited.ready():
+            return None
+        return self.exited.get(block=False)
+
+    def __repr__(self) -> str:
+        return f"<LaunchedProcess {self.key!r} pid={self.pid}>"
+
+
+class Launcher:
+    """A running launcher process and the socket to it. Make one with :meth:`start`."""
+
+    def __init__(self, sock: gsocket.socket, popen: subprocess.Popen,
+                 on_exit: ExitCallback | None = None) -> None:
+        self._sock = sock
+        self._popen = popen
+        self._on_exit = on_exit
+        self._send_lock = Semaphore()
+        self._pending: dict[str, LaunchedProcess] = {}
+        self._running: dict[str, LaunchedProcess] = {}
+        self._ready: AsyncResult = AsyncResult()
+        self._eof = Event()
+        self._closing = False
+        self._delivering = False
+        self._error: TitanError | None = None
+        self._group = Group()
+        self._handlers: dict[type, Callable] = {
+            LauncherReady: self._on_ready, SpawnSucceeded: self._on_spawned,
+            SpawnFailed: self._on_spawn_failed, ProcessExited: self._on_exited}
+        self._reader = self._group.spawn(self._read_loop)
+
+    @classmethod
+    def start(cls, python: str = sys.executable, *, timeout: float = 10.0,
+              on_exit: ExitCallback | None = None) -> Launcher:
+        """Start a launcher process with the interpreter ``python`` and wait until it is ready.
+
+        ``on_exit(process, code)`` is called from the reader greenlet for every reported exit
+        (after ``process.exited`` is set); an exception it raises is logged. Raises
+        LauncherBrokenError when the launcher exits or stays silent for ``timeout`` seconds.
+        """
+        parent, child = gsocket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC_ROOT, env.get("PYTHONPATH")) if p)
+        try:
+            popen = subprocess.Popen(
+                [python, "-m", "titan_actors.execution.launcher", str(child.fileno())],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env, close_fds=True)
+        except OSError as e:
+            parent.close()
+            raise LaunchError(f"cannot start the launcher with {python!r}: {e}",
+                              e.errno or 0) from e
+        finally:
+            child.close()
+        launcher = cls(parent, popen, on_exit)
+        try:
+            launcher._ready.wait(timeout)
+            if not launcher._ready.ready():
+                raise LauncherBrokenError(f"the launcher (pid {popen.pid}) did not report ready "
+                                          f"within {timeout} s")
+            launcher._ready.get(block=False)
+        except BaseException:
+            launcher.close(grace=0, timeout=2)
+            raise
+        return launcher
+
+    @property
+    def pid(self) -> int:
+        """The launcher process's pid."""
+        return self._popen.pid
+
+    @property
+    def running(self) -> dict[str, LaunchedProcess]:
+        """A copy of the processes started and not yet reported exited, by key."""
+        return dict(self._running)
+
+    def launch(self, key: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, *,
+               rlimits: Mapping[int, int] | None = None, capture: bool = True,
+               new_session: bool = True, kill_group_on_exit: bool = True,
+               timeout: float = 10.0) -> LaunchedProcess:
+        """Start ``argv`` with exactly ``env`` (nothing inherited) in ``cwd``, as ``key``.
+
+        ``argv[0]`` without a slash is looked up on the launcher's PATH (resolve it first with
+        ``command.build_command`` to use the job's). ``rlimits``: ``resource.RLIMIT_*`` -> limit.
+        ``capture``: give the job output pipes (else /dev/null). ``kill_group_on_exit``: when
+        the process exits, SIGKILL what is left of its group (so no leftover holds the pipes).
+
+        Returns the LaunchedProcess once the launcher confirms the spawn. Raises LaunchError
+        (the program is missing, not executable, the key is in use, the launcher did not answer
+        within ``timeout``), LauncherClosedError after :meth:`close`, LauncherBrokenError when
+        the launcher died.
+        """
+        self._check_open()
+        if key in self._pending or key in self._running:
+            raise LaunchError(f"a process with key {key!r} is already running")
+        read_fds, write_fds = _pipes(2 if capture else 0)
+        proc = LaunchedProcess(key, *(read_fds or [-1, -1]))
+        try:
+            request = codec.encode_frame(LaunchSpawn(
+                key, list(argv), dict(env), cwd, dict(rlimits or {}), len(write_fds),
+                new_session, kill_group_on_exit))
+            if len(request) - HEADER_SIZE > DEFAULT_MAX_PAYLOAD:  # the launcher would hang up
+                raise LaunchError(f"cannot start {key!r}: its argv and env take "
+                                  f"{len(request)} bytes, above {DEFAULT_MAX_PAYLOAD}")
+            self._pending[key] = proc
+            self._send(request, write_fds)
+        except BaseException:
+            if self._delivering:  # the request will arrive whole: kill what it starts
+                proc._abandoned = True
+            else:
+                self._pending.pop(key, None)
+            _close_all(read_fds)
+            raise
+        finally:
+            _close_all(write_fds)
+        try:
+            proc._started.wait(timeout)
+            if not proc._started.ready():
+                raise LaunchError(f"the launcher did not answer the spawn of {key!r} "
+                                  f"within {timeout} s")
+            proc._started.get(block=False)
+        except BaseException:
+            self._abandon(proc)
+            _close_all(read_fds)
+            raise
+        return proc
+
+    def kill(self, key: str, grace: float = 5.0, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig`` to the whole process group of ``key``, then SIGKILL after ``grace``
+        seconds (0: no escalation). Does nothing when ``key`` is not running. The exit arrives
+        as usual through ``exited``. Raises LauncherClosedError / LauncherBrokenError."""
+        self._check_open()
+        if key in self._running or key in self._pending:
+            self._send(codec.encode_frame(LaunchKill(key, int(sig), float(grace))))
+
+    def close(self, grace: float = 2.0, timeout: float = 10.0) -> None:
+        """Stop the launcher: its jobs get SIGTERM, then SIGKILL after ``grace`` seconds; wait
+        (at most ``grace + timeout`` seconds) for it to exit, killing it if it does not.
+        Processes whose exit was not reported fail with LauncherClosedError. Idempotent."""
+        if not self._closing:
+            self._closing = True
+            if not self._eof.is_set():
+                try:
+                    self._send(codec.encode_frame(LaunchShutdown(float(grace))))
+                except (OSError, TitanError):
+                    pass
+            if not self._eof.wait(grace + timeout):
+                self._popen.kill()
+        self._group.kill(timeout=timeout)
+        self._sock.close()
+        try:
+            self._popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _log.error("the launcher (pid %d) did not exit", self._popen.pid)
+
+    def __enter__(self) -> Launcher:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise LauncherClosedError("the launcher was closed")
+        if self._error is not None:
+            raise self._error
+
+    def _send(self, data: bytes, fds: Sequence[int] = ()) -> None:
+        """Send one whole frame (``fds`` ride with its first byte).
+
+        A frame cut short (the caller was killed or timed out mid-send) would desynchronise
+        the stream, so its rest is sent by a greenlet of ours, which holds the lock until done.
+        ``_delivering`` tells the caller whether any byte went out.
+        """
+        self._send_lock.acquire()
+        self._delivering = False
+        view = memoryview(data)
+        try:
+            if fds:  # gevent's sendmsg may send nothing after waiting: then try again
+                ancdata = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+                while not self._delivering:
+                    sent = self._sock.sendmsg([view], ancdata)
+                    self._delivering = sent > 0
+                view = view[sent:]
+            while view:
+                view = view[self._sock.send(view):]
+                self._delivering = True
+        except OSError as e:
+            self._send_lock.release()
+            raise self._error or LauncherBrokenError(
+                f"the launcher (pid {self.pid}) is gone: {e}") from e
+        except BaseException:
+            if self._delivering and view:
+                self._group.spawn(self._finish_frame, view)
+            else:
+                self._send_lock.release()
+            raise
+        self._send_lock.release()
+
+    def _finish_frame(self, view: memoryview) -> None:
+        try:
+            while view:
+                view = view[self._sock.send(view):]
+        except OSError:
+            pass  # the reader sees the launcher gone
+        finally:
+            self._send_lock.release()
+
+    def _abandon(self, proc: LaunchedProcess) -> None:
+        """Nobody waits for ``proc`` any more: kill it once (or as soon as) it has started."""
+        if not proc._started.ready():
+            proc._abandoned = True
+        elif proc._started.successful():
+            try:
+                self.kill(proc.key, grace=0, sig=signal.SIGKILL)
+            except TitanError:
+                pass
+
+    def _read_loop(self) -> None:
+        reader = FrameReader()
+        why = "closed its end"
+        try:
+            while True:
+                data = self._sock.recv(_RECV_BYTES)
+                if not data:
+                    break
+                for frame in reader.feed(data):
+                    msg = codec.decode_frame_message(frame)
+                    handler = self._handlers.get(type(msg))
+                    if handler is None:
+                        raise ProtocolError(f"unexpected message from the launcher: {msg!r}")
+                    handler(msg)
+        except (OSError, ProtocolError) as e:
+            why = f"broke the pipe protocol: {e}"
+        finally:
+            self._on_eof(why)
+
+    def _on_eof(self, why: str) -> None:
+        if self._closing:
+            error: TitanError = LauncherClosedError("the launcher was closed")
+        else:
+            error = LauncherBrokenError(f"the launcher (pid {self.pid}) {why}")
+            _log.error("%s; killing the %d process groups it had started", error,
+                       len(self._running))
+            for proc in self._running.values():
+                _killpg(proc.pid)  # a dead launcher leaves them running in their sessions
+        self._error = error
+        for proc in [*self._pending.values(), *self._running.values()]:
+            if not proc._started.ready():
+                proc._started.set_exception(error)
+            if not proc.exited.ready():
+                proc.exited.set_exception(error)
+        self._pending.clear()
+        self._running.clear()
+        if not self._ready.ready():
+            self._ready.set_exception(error)
+        self._eof.set()
+
+    def _on_ready(self, msg: LauncherReady) -> None:
+        self._ready.set(msg.pid)
+
+    def _on_spawned(self, msg: SpawnSucceeded) -> None:
+        proc = self._pending.pop(msg.key, None)
+        if proc is None:
+            return
+        proc.pid = msg.pid
+        self._running[msg.key] = proc
+        if proc._abandoned:
+            self._send(codec.encode_frame(LaunchKill(msg.key, signal.SIGKILL, 0.0)))
+        proc._started.set(msg.pid)
+
+    def _on_spawn_failed(self, msg: SpawnFailed) -> None:
+        proc = self._pending.pop(msg.key, None)
+        if proc is not None:
+            proc._started.set_exception(LaunchError(msg.error, msg.errno))
+
+    def _on_exited(self, msg: ProcessExited) -> None:
+        proc = self._running.pop(msg.key, None)
+        if proc is None or proc.pid != msg.pid:
+            return
+        proc.exited.set(msg.code)
+        if self._on_exit is not None:
+            try:
+                self._on_exit(proc, msg.code)
+            except Exception:
+                _log.exception("the on_exit callback failed for %r", proc)
+
+
+def _pipes(count: int) -> tuple[list[int], list[int]]:
+    """``count`` pipes: their non-blocking read ends, and their (blocking) write ends."""
+    read_fds: list[int] = []
+    write_fds: list[int] = []
+    try:
+        for _ in range(count):
+            r, w = os.pipe()
+            read_fds.append(r)
+            write_fds.append(w)
+            os.set_blocking(r, False)
+    except BaseException:
+        _close_all(read_fds)
+        _close_all(write_fds)
+        raise
+    return read_fds, write_fds
+
+
+def _close_all(fds: list[int]) -> None:
+    while fds:
+        try:
+            os.close(fds.pop())
+        except OSError:
+            pass
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+

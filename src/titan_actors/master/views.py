@@ -1,0 +1,118 @@
+"""Translations between the scheduler's views and records and what the master sends out."""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+from ..scheduler import JobReset, JobsAdded, JobTransition, RunsForgotten, RunSubmitted
+from ..scheduler.model import TERMINAL_STATES, JobState, RunState
+from ..scheduler.views import JobView, RunView
+from ..wire.messages.master import EventKind, JobDetail, JobInfo, RunDetail, RunSummary
+from ..wire.messages.worker import AttemptRef
+
+_REPORTED_ENDS = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.DEAD})
+
+
+def is_terminal(state: JobState) -> bool:
+    return state in TERMINAL_STATES
+
+
+def events_of(record) -> list[dict]:
+    """The event-stream entries a record produces (kwargs of ``EventStream.publish``)."""
+    if isinstance(record, JobTransition):
+        return [dict(kind=EventKind.JOB, run_id=record.run_id, job_id=record.job_id,
+                     job_state=record.state, attempt=record.attempt, worker=record.worker,
+                     detail=record.reason)]
+    if isinstance(record, RunSubmitted):
+        return [dict(kind=EventKind.RUN, run_id=record.run_id, run_state=RunState.ACTIVE,
+                     detail=f"submitted {record.spec.name} ({len(record.spec.jobs)} jobs)")]
+    if isinstance(record, JobsAdded):
+        return [dict(kind=EventKind.RUN, run_id=record.run_id, run_state=RunState.ACTIVE,
+                     detail=f"{len(record.jobs)} jobs added")]
+    if isinstance(record, JobReset):
+        return [dict(kind=EventKind.JOB, run_id=record.run_id, job_id=record.job_id,
+                     job_state=JobState.PENDING, detail=record.reason or "reset for a retry")]
+    if isinstance(record, RunsForgotten):
+        return [dict(kind=EventKind.RUN, run_id=run_id, detail="pruned")
+                for run_id in record.run_ids]
+    return []
+
+
+def runs_touched(records) -> list[str]:
+    seen: dict[str, None] = {}
+    for record in records:
+        run_id = getattr(record, "run_id", None)
+        if run_id:
+            seen[run_id] = None
+    return list(seen)
+
+
+def kill_of(record) -> tuple[str, AttemptRef] | None:
+    """(worker, attempt) whose process must be stopped because of ``record``, if any."""
+    if (isinstance(record, JobTransition) and record.prior is JobState.RUNNING
+            and record.state not in _REPORTED_ENDS and record.state is not JobState.RUNNING
+            and record.worker):
+        return record.worker, AttemptRef(record.run_id, record.job_id, record.attempt,
+                                         record.epoch)
+    return None
+
+
+def resolve_target(scheduler, ref: str) -> tuple[str, str | None]:
+    """A run id -> (run, None); a job reference -> (run, job)."""
+    try:
+        scheduler.run(ref)
+        return ref, None
+    except UsageError:
+        return scheduler.resolve(ref)
+
+
+def latest_run(scheduler, run_ref: str) -> RunView:
+    if run_ref in ("", "latest"):
+        runs = scheduler.runs()
+        if not runs:
+            raise UsageError("there are no runs yet: submit one with `titanctl submit`")
+        return runs[0]
+    return scheduler.run(run_ref)
+
+
+def run_summary(run: RunView) -> RunSummary:
+    return RunSummary(run.run_id, run.name, run.state, run.agent_run_id, run.submitted_at,
+                      run.finished_at or 0.0, {state.value: n for state, n in run.counts.items()})
+
+
+def job_info(job: JobView) -> JobInfo:
+    return JobInfo(job.run_id, job.job_id, job.state, job.status.value, job.attempt,
+                   job.attempt + job.attempts_left, job.worker, job.priority, job.requirement,
+                   job.parents, job.waiting or job.reason, job.exit_code, job.submitted_at,
+                   job.started_at or 0.0, job.finished_at or 0.0)
+
+
+def run_detail(scheduler, run_ref: str, last_seq: int) -> RunDetail:
+    run = latest_run(scheduler, run_ref)
+    jobs = tuple(job_info(job) for job in scheduler.jobs(run.run_id))
+    return RunDetail(run_summary(run), jobs, last_seq)
+
+
+def job_detail(scheduler, run_id: str, job_id: str, history) -> JobDetail:
+    spec = scheduler.job_spec(run_id, job_id)
+    return JobDetail(job_info(scheduler.job(run_id, job_id)), spec.command, spec.script_name,
+                     spec.args, tuple(history))
+
+
+def expired_runs(scheduler, now: float, older_than: float, keep: int) -> list[str]:
+    """Finished runs past the retention age, or beyond the newest ``keep`` finished ones."""
+    finished = [r for r in scheduler.runs() if r.state is not RunState.ACTIVE]
+    expired = []
+    for index, run in enumerate(finished):  # newest first
+        if index >= keep or (run.finished_at or now) < now - older_than:
+            expired.append(run.run_id)
+    return expired
+
+
+def is_current(scheduler, ref: AttemptRef, worker: str) -> bool:
+    """Whether ``ref`` is the running attempt of its job, on ``worker``."""
+    try:
+        job = scheduler.job(ref.run_id, ref.job_id)
+    except UsageError:
+        return False
+    return (job.state is JobState.RUNNING and job.attempt == ref.attempt
+            and job.epoch == ref.epoch and job.worker == worker)

@@ -1,0 +1,54 @@
+"""``titanctl master``: the master process (master actor, its server, its data directory)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ..config import Config
+
+log = logging.getLogger("titan.master")
+
+
+def run_master(config: Config, ready_file: Path | None = None) -> int:
+    """Serve until SIGTERM or SIGINT. Returns the process exit code."""
+    from .common import patch
+    patch()
+    from gevent.event import Event
+
+    from ..actors.master import MasterActor, MasterOptions, PeerGone
+    from ..actors.system import ActorSystem
+    from ..datadir import DataDirLock, component_dir
+    from ..keys import keyring_from_config
+    from ..wire.server import ActorServer
+    from ..wire.tls import server_context
+    from .common import on_signals, setup_logging, write_ready_file
+
+    setup_logging(config.log_level)
+    directory = component_dir(Path(config.data_dir), "master")
+    with DataDirLock(directory):
+        keys = keyring_from_config(config)
+        tls = server_context(config.tls_cert, config.tls_key, config.tls_ca) \
+            if config.tls_cert else None
+        system = ActorSystem()
+        server = ActorServer(None, host=config.host, port=config.port, identity="master",
+                             keys=keys, seal_frames=config.seal_frames, tls=tls,
+                             max_payload=config.max_frame_size,
+                             handshake_timeout=config.handshake_timeout)
+        host, port = server.listen()
+        options = MasterOptions(directory, "master", (host, port), str(config.aof_fsync),
+                                config.heartbeat_interval, config.lease, config.log_cap)
+        master = system.spawn(MasterActor, options, keys=keys, name="master")
+        server.target = master
+        server.on_disconnect = lambda endpoint: master.tell(PeerGone(endpoint.remote))
+        server.start()
+        stopping = Event()
+        on_signals(lambda signum: stopping.set())
+        log.info("master listening on %s:%d (data in %s)", host, port, directory)
+        write_ready_file(ready_file, {"pid": os.getpid(), "host": host, "port": port})
+        stopping.wait()
+        log.info("master stopping")
+        server.stop(timeout=5)
+        system.stop_all(timeout=10)
+    return 0

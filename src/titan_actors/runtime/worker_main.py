@@ -1,0 +1,43 @@
+"""``titanctl worker``: one worker process (worker actor and its launcher)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ..config import Config
+
+log = logging.getLogger("titan.worker")
+
+
+def run_worker(config: Config, master: tuple[str, int], name: str, tags: tuple[str, ...] | None,
+               slots: int | None, ephemeral: bool, ready_file: Path | None = None) -> int:
+    """Work until SIGTERM (drain) or SIGINT. Returns the process exit code."""
+    from .common import patch
+    patch()
+    from ..actors.system import ActorSystem
+    from ..actors.worker import Drain, WorkerActor, WorkerOptions
+    from ..datadir import DataDirLock, component_dir, worker_component
+    from ..keys import keyring_from_config
+    from .common import on_signals, setup_logging, write_ready_file
+    from .gpu import default_tags
+
+    setup_logging(config.log_level)
+    directory = component_dir(Path(config.data_dir), worker_component(name))
+    with DataDirLock(directory):
+        options = WorkerOptions(
+            name=name, master=master, data_dir=directory,
+            tags=tags or default_tags(), slots=slots or os.cpu_count() or 1,
+            heartbeat_interval=config.heartbeat_interval, drain_timeout=config.drain_timeout,
+            ephemeral=ephemeral, output_cap=config.log_cap)
+        system = ActorSystem()
+        worker = system.spawn(WorkerActor, options, keys=keyring_from_config(config),
+                              name="worker")
+        on_signals(lambda signum: worker.tell(Drain()))
+        log.info("worker %s: tags %s, %d slots, master %s:%d", name, list(options.tags),
+                 options.slots, *master)
+        write_ready_file(ready_file, {"pid": os.getpid(), "name": name})
+        worker.join(None)  # the process lives as long as its worker: until drained or failed
+        system.stop_all(timeout=10)
+    return 0

@@ -1,0 +1,374 @@
+"""The Scheduler: owns all runs and jobs, decides, and records every decision.
+
+Event-sourced: each decision method computes records (``records.py``), applies them to its state
+and returns them; the master appends them to its AOF and publishes them, and on restart applies
+every replayed record (:meth:`Scheduler.apply`) to a fresh Scheduler to get the same state.
+Records carry every decided value, so replay never draws a random number or reads a clock.
+
+Pure: no I/O, no gevent, no clock. ``now`` (wall-clock epoch seconds) is passed into every
+call; randomness (backoff jitter) comes from the injected ``random.Random``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from ..errors import (
+    InvalidTransitionError,
+    StaleReportError,
+    SubmissionError,
+    UnknownJobError,
+    UnknownRunError,
+)
+from .backoff import Backoff
+from .cascade import Cascades
+from .dag import check_jobs
+from .model import JobSpec, JobState, RunSpec
+from .records import JobsAdded, JobTransition, Record, RunsForgotten, RunSubmitted
+from .routing import Workers, choose, lane_of
+from .state import Job, Run, State, run_id_at
+from .views import JobView, RunView, iso, job_view, run_view
+
+__all__ = ["Assignment", "Scheduler"]
+
+_DEFAULT_BACKOFF = Backoff(base=1.0, cap=60.0, jitter=0.1)
+# the states a report about the current attempt leaves a job in
+_REPORTED = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.DEAD})
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A dispatch decision: run ``spec`` on ``worker`` as (``attempt``, ``epoch``).
+
+    ``record`` is the RUNNING transition that :meth:`Scheduler.assign` already applied (append
+    it to the AOF with the other records).
+    """
+
+    run_id: str
+    job_id: str
+    worker: str
+    attempt: int
+    epoch: int
+    spec: JobSpec
+    record: JobTransition
+
+
+class Scheduler(Cascades):
+    """All runs and jobs, the live workers, and the decisions about them.
+
+    Decision methods return the records they applied, in order; a method that raises has
+    applied nothing. Reports about attempts (``finished``, ``lost``, ``handed_back``) are only
+    accepted for the current (attempt, epoch) of a RUNNING job: anything else raises
+    StaleReportError and changes nothing.
+    """
+
+    def __init__(self, *, backoff: Backoff = _DEFAULT_BACKOFF,
+                 rng: random.Random | None = None) -> None:
+        """``backoff``: the pause before an automatic retry; ``rng``: the source of its jitter
+        (a fresh ``random.Random()`` when None; pass a seeded one in tests)."""
+        super().__init__(State())
+        self._workers = Workers()
+        self._backoff = backoff
+        self._rng = rng if rng is not None else random.Random()
+
+    # -- replay -------------------------------------------------------------------------------
+
+    def apply(self, record: Record) -> None:
+        """Apply one replayed record. Raises InconsistentRecordError when it does not fit."""
+        self._state.apply(record)
+
+    # -- submissions ----------------------------------------------------------------------------
+
+    def new_run_id(self, now: float) -> str:
+        """The id the next run submitted at ``now`` gets (reserves nothing).
+
+        ``"r"`` and 9 base-36 digits of milliseconds, strictly after every run id recorded so
+        far: unique, sortable by submission, and derived from the records, so it survives
+        replay.
+        """
+        return run_id_at(max(int(now * 1000), self._state.run_clock + 1))
+
+    def submit(self, spec: RunSpec, now: float, *,
+               from_run: str = "") -> tuple[str, list[Record]]:
+        """Accept a run, or raise SubmissionError listing every problem (nothing is kept).
+
+        ``from_run``: the run of the submitting job; a parent id that is not in the submission
+        resolves to that run's job first, then to the latest run holding that id. The new run
+        inherits that run's ``agent_run_id`` unless it gives one. Parents in other runs that
+        already completed count as satisfied; active ones are waited on.
+        Returns the run id and the records.
+        """
+        what = f"run '{spec.name}'" + (f" ({spec.source})" if spec.source else "")
+        if from_run and from_run not in self._state.runs:
+            raise SubmissionError(f"{what} refused: the submitting run {from_run} is unknown")
+        jobs = tuple(spec.jobs)
+        plan = check_jobs(jobs, resolve=self._resolver(from_run), what=what)
+        agent = spec.agent_run_id or (self._state.runs[from_run].agent_run_id if from_run else "")
+        spec = replace(spec, jobs=jobs, agent_run_id=agent)
+        run_id = self.new_run_id(now)
+        out: list[Record] = []
+        self._emit(out, RunSubmitted(run_id, spec, now, plan.parents, from_run))
+        self._start(out, run_id, plan.order, now)
+        return run_id, out
+
+    def add_jobs(self, run_id: str, jobs: Iterable[JobSpec], now: float, *,
+                 from_run: str = "") -> list[Record]:
+        """Add jobs to an existing run (dynamic DAGs), validated as :meth:`submit` does; their
+        ids must not clash with the run's jobs, and the run's own jobs come first when
+        resolving parents. Raises UnknownRunError or SubmissionError (nothing is kept)."""
+        run = self._run(run_id)
+        what = f"jobs for run {run_id} ('{run.name}')"
+        if from_run and from_run not in self._state.runs:
+            raise SubmissionError(f"{what} refused: the submitting run {from_run} is unknown")
+        jobs = tuple(jobs)
+        plan = check_jobs(jobs, resolve=self._resolver(from_run), existing=run.jobs,
+                          what=what)
+        out: list[Record] = []
+        self._emit(out, JobsAdded(run_id, jobs, now, plan.parents, from_run))
+        self._start(out, run_id, plan.order, now)
+        return out
+
+    def _resolver(self, from_run: str) -> Callable[[str], str | None]:
+        def resolve(parent: str) -> str | None:
+            run = self._state.runs.get(from_run) if from_run else None
+            if run is not None and parent in run.jobs:
+                return from_run
+            return self._state.latest_holder(parent)
+        return resolve
+
+    def _start(self, out: list[Record], run_id: str, order: tuple[str, ...], now: float) -> None:
+        """Settle new jobs, parents first: skipped under a parent that can no longer satisfy
+        them, queued or delayed when every parent is satisfied, pending otherwise."""
+        run = self._state.runs[run_id]
+        for job_id in order:
+            job = run.jobs[job_id]
+            blocker = self._blocker(job)
+            if blocker:
+                self._move(out, job, JobState.SKIPPED, now, reason=blocker)
+            else:
+                self._settle(out, job, now)
+
+    # -- workers and dispatch ---------------------------------------------------------------
+
+    def set_worker(self, name: str, tags: Iterable[str], slots: int) -> None:
+        """Add or update a live worker: its exact capability tags and its slots."""
+        self._workers.set(name, tags, slots)
+
+    def remove_worker(self, name: str) -> None:
+        """Forget a live worker (its running jobs stay RUNNING until reported or lost)."""
+        self._workers.remove(name)
+
+    def assign(self, now: float) -> list[Assignment]:
+        """Dispatch QUEUED jobs into every free slot of the live workers.
+
+        Each assignment moves its job to RUNNING with the next attempt and a new lease epoch.
+        Order: the ready queue's (priority, then FIFO); a job that no free worker can take is
+        passed over without blocking the others.
+        """
+        state = self._state
+        lanes = state.ready.lanes()
+        capable = {lane: self._workers.capable(lane) for lane in lanes}
+        loads = {w.name: state.load(w.name) for w in self._workers.all()}
+        out: list[Record] = []
+        assignments = []
+        while True:
+            best = None
+            for lane in lanes:
+                head = state.ready.head(lane)
+                if head is None or (best is not None and head > best[0]):
+                    continue
+                if any(loads[w.name] < w.slots for w in capable[lane]):
+                    best = (head, lane)
+            if best is None:
+                return assignments
+            job = state.lookup(best[0][3])
+            worker = choose(capable[best[1]], loads.__getitem__, self._affinity(job))
+            loads[worker] += 1
+            record = self._move(out, job, JobState.RUNNING, now, attempt=job.attempt + 1,
+                                epoch=state.epoch + 1, worker=worker, exit_code=None)
+            assignments.append(Assignment(job.run_id, job.spec.id, worker, record.attempt,
+                                          record.epoch, job.spec, record))
+
+    def _affinity(self, job: Job) -> list[str]:
+        if not job.spec.affinity:
+            return []
+        parents = (self._state.lookup(key) for key in job.parents)
+        return [p.worker for p in parents
+                if p is not None and p.state is JobState.COMPLETED and p.worker]
+
+    # -- reports about attempts -------------------------------------------------------------
+
+    def finished(self, run_id: str, job_id: str, attempt: int, epoch: int, exit_code: int,
+                 now: float, reason: str = "") -> list[Record]:
+        """An attempt exited. 0: COMPLETED, and its children are re-evaluated; otherwise a
+        failed attempt (FAILED with a backoff while attempts remain, else DEAD and every
+        descendant SKIPPED). Raises StaleReportError unless (attempt, epoch) is current."""
+        job = self._current(run_id, job_id, attempt, epoch)
+        out: list[Record] = []
+        if exit_code == 0:
+            self._move(out, job, JobState.COMPLETED, now, exit_code=0, reason=reason)
+            for child_key in self._state.children.get(job.key, ()):
+                child = self._state.lookup(child_key)
+                if child is not None:
+                    self._settle(out, child, now)
+        else:
+            self._fail(out, job, now, reason or f"exit code {exit_code}", exit_code)
+        return out
+
+    def lost(self, run_id: str, job_id: str, attempt: int, epoch: int, now: float,
+             reason: str) -> list[Record]:
+        """An attempt timed out, lost its lease or its worker died: a failed attempt (the same
+        retry rule as a non-zero exit). Raises StaleReportError unless it is current."""
+        job = self._current(run_id, job_id, attempt, epoch)
+        out: list[Record] = []
+        self._fail(out, job, now, reason, None)
+        return out
+
+    def handed_back(self, run_id: str, job_id: str, attempt: int, epoch: int,
+                    now: float) -> list[Record]:
+        """A draining worker returned the attempt unrun: QUEUED again, and the attempt does not
+        count (the next dispatch reuses its number, with a new epoch)."""
+        job = self._current(run_id, job_id, attempt, epoch)
+        out: list[Record] = []
+        self._move(out, job, JobState.QUEUED, now, attempt=job.attempt - 1, exit_code=None,
+                   reason=f"handed back by worker {job.worker}")
+        return out
+
+    def _current(self, run_id: str, job_id: str, attempt: int, epoch: int) -> Job:
+        job = self._state.lookup((run_id, job_id))
+        what = f"report for {run_id}/{job_id} attempt {attempt} (epoch {epoch})"
+        if job is None:
+            raise StaleReportError(f"{what} refused: no such job")
+        if job.state is JobState.RUNNING and (job.attempt, job.epoch) == (attempt, epoch):
+            return job
+        if (job.attempt, job.epoch) == (attempt, epoch) and job.state in _REPORTED:
+            raise StaleReportError(f"{what} refused: already recorded (the job is {job.state})")
+        raise StaleReportError(f"{what} refused: stale, the job is {job.state} at attempt "
+                               f"{job.attempt} (epoch {job.epoch})")
+
+    def _fail(self, out: list[Record], job: Job, now: float, reason: str,
+              exit_code: int | None) -> None:
+        used = job.attempt - job.floor
+        if used < 1 + job.spec.retries:
+            wait = self._backoff.delay(used, self._rng)
+            self._move(out, job, JobState.FAILED, now, not_before=now + wait,
+                       exit_code=exit_code, reason=reason)
+            return
+        self._move(out, job, JobState.DEAD, now, exit_code=exit_code,
+                   reason=f"{reason} (no attempts left after {used})")
+        self._cascade(out, [job], JobState.SKIPPED, now, f"upstream {self._ref(job)} is dead")
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def due(self, now: float) -> list[Record]:
+        """Move the delays and backoffs that are due at ``now`` to QUEUED."""
+        out: list[Record] = []
+        for key in self._state.take_due(now):
+            job = self._state.lookup(key)
+            if (job is not None and job.state in (JobState.PENDING, JobState.FAILED)
+                    and job.not_before and job.not_before <= now):
+                self._move(out, job, JobState.QUEUED, now)
+        return out
+
+    def next_due(self) -> float | None:
+        """The earliest not-before time still pending (one timer for the master), or None."""
+        return self._state.next_due()
+
+    def running_attempts(self) -> list[tuple[str, str, str, int, int]]:
+        """``(run_id, job_id, worker, attempt, epoch)`` of every RUNNING job, sorted (for the
+        lease checks after a restart)."""
+        out = []
+        for keys in self._state.running.values():
+            for key in keys:
+                job = self._state.lookup(key)
+                out.append((job.run_id, job.spec.id, job.worker, job.attempt, job.epoch))
+        return sorted(out)
+
+    # -- retention ------------------------------------------------------------------------------
+
+    def forget_runs(self, run_ids: Iterable[str], now: float = 0.0) -> list[Record]:
+        """Drop finished runs and all their jobs. Raises UnknownRunError for an unknown run and
+        InvalidTransitionError for an active one (nothing is dropped then)."""
+        ids = tuple(dict.fromkeys(run_ids))
+        for run_id in ids:
+            if self._run(run_id).active:
+                raise InvalidTransitionError(f"run {run_id} is still active: only finished "
+                                             "runs can be forgotten")
+        out: list[Record] = []
+        if ids:
+            self._emit(out, RunsForgotten(ids, now))
+        return out
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> tuple[str, str]:
+        """``RUN/JOB``, ``JOB`` or ``DAG-JOB`` (a bare id: its latest run) -> (run, job).
+
+        Raises UnknownJobError naming the reference."""
+        if "/" in ref:
+            run_id, _, job_id = ref.partition("/")
+            if self._state.lookup((run_id, job_id)) is not None:
+                return run_id, job_id
+            raise UnknownJobError(f"no job {job_id!r} in run {run_id!r}")
+        for job_id in (ref, ref[4:] if ref.startswith("DAG-") else ""):
+            run_id = self._state.latest_holder(job_id) if job_id else None
+            if run_id is not None:
+                return run_id, job_id
+        raise UnknownJobError(f"no job matches {ref!r} (give RUN/JOB, JOB or DAG-JOB)")
+
+    def job(self, run_id: str, job_id: str) -> JobView:
+        """The view of one job. Raises UnknownRunError or UnknownJobError."""
+        job = self._job(run_id, job_id)
+        return job_view(job, self._state.runs[run_id], self._waiting(job))
+
+    def jobs(self, run_id: str) -> list[JobView]:
+        """The views of a run's jobs, in submission order. Raises UnknownRunError."""
+        run = self._run(run_id)
+        return [job_view(job, run, self._waiting(job)) for job in run.jobs.values()]
+
+    def job_spec(self, run_id: str, job_id: str) -> JobSpec:
+        """The spec a job was submitted with. Raises UnknownRunError or UnknownJobError."""
+        return self._job(run_id, job_id).spec
+
+    def run(self, run_id: str) -> RunView:
+        """The view of one run. Raises UnknownRunError."""
+        return run_view(self._run(run_id))
+
+    def runs(self) -> list[RunView]:
+        """Every run, newest first."""
+        return [run_view(run) for run in reversed(self._state.runs.values())]
+
+    def waiting_reason(self, run_id: str, job_id: str) -> str:
+        """Why a job that is not running yet waits ("" for a running or finished job)."""
+        return self._waiting(self._job(run_id, job_id))
+
+    def _waiting(self, job: Job) -> str:
+        if job.state is JobState.QUEUED:
+            return self._workers.waiting_reason(lane_of(job.spec), self._state.load)
+        if job.state is JobState.FAILED:
+            return (f"backoff until {iso(job.not_before)} after attempt {job.attempt} "
+                    f"failed: {job.reason}")
+        if job.state is not JobState.PENDING:
+            return ""
+        if job.blocked:
+            return f"parent {job.blocked} was forgotten before it completed"
+        if job.unmet:
+            waiting = [self._ref(p, job.run_id) for p in self._unsatisfied(job)]
+            return "waiting for parents " + ", ".join(waiting)
+        if job.not_before:
+            return f"delayed until {iso(job.not_before)}"
+        return "ready to be queued"
+
+    def _run(self, run_id: str) -> Run:
+        run = self._state.runs.get(run_id)
+        if run is None:
+            raise UnknownRunError(f"no run {run_id!r} (it never existed or was forgotten)")
+        return run
+
+    def _job(self, run_id: str, job_id: str) -> Job:
+        job = self._run(run_id).jobs.get(job_id)
+        if job is None:
+            raise UnknownJobError(f"no job {job_id!r} in run {run_id!r}")
+        return job

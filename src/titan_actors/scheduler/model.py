@@ -1,0 +1,100 @@
+"""The domain model shared by the scheduler, the master, the worker, the pipeline loader and the
+wire: what a job is, what a run is, and the states they go through. Pure data, no I/O.
+
+These dataclasses travel on the wire inline inside messages (``wire/messages/master.py``), so
+their field types are the codec's: str, int, float, bool, bytes, tuples, dicts, enums.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class JobKind(enum.StrEnum):
+    """What a job is: a process to completion, a long-running service, or a human gate."""
+
+    RUN = "run"
+    SERVICE = "service"
+    GATE = "gate"
+
+
+class JobState(enum.StrEnum):
+    """Every state a job can be in (DESIGN.md, "Jobs, DAGs and their states")."""
+
+    PENDING = "pending"        # waiting on parents or a delay
+    QUEUED = "queued"          # ready, waiting for a worker
+    RUNNING = "running"        # dispatched (attempt n, lease epoch e)
+    COMPLETED = "completed"
+    FAILED = "failed"          # an attempt failed; queued again after backoff while attempts remain
+    DEAD = "dead"              # no attempts left
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"        # an upstream job died, was skipped, or its gate said no
+    WAITING = "waiting"        # gate: parents done, waiting for a decision
+    APPROVED = "approved"      # gate: = completed
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"
+    STARTING = "starting"      # service: started, not ready yet
+    READY = "ready"            # service: ready (= satisfies children)
+    RESTARTING = "restarting"
+    STOPPED = "stopped"        # service: stopped on request
+
+
+TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED,
+                             JobState.SKIPPED, JobState.APPROVED, JobState.REJECTED,
+                             JobState.TIMED_OUT, JobState.STOPPED})
+# states that let a child go ahead
+SATISFYING_STATES = frozenset({JobState.COMPLETED, JobState.APPROVED, JobState.READY})
+
+
+class RunState(enum.StrEnum):
+    """A run's state, derived from its jobs."""
+
+    ACTIVE = "active"          # some job is not terminal
+    COMPLETED = "completed"    # every job completed (or approved)
+    FAILED = "failed"          # every job terminal, some dead, skipped, rejected or timed out
+    CANCELLED = "cancelled"    # every job terminal, some cancelled, none failed
+
+
+DEFAULT_REQUIREMENT = "GENERAL"
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job as submitted, already validated field by field.
+
+    A job runs either a script (``script_name`` picks the interpreter by suffix: ``.py`` with the
+    worker's Python, ``.sh`` with bash, anything else executed directly; ``script`` is its
+    content, carried to whichever worker runs it) or a ``command`` argv. ``args`` are already
+    split like a shell would, without a shell. Times are seconds; ``timeout`` 0 means none;
+    ``retries`` are extra attempts after the first.
+    """
+
+    id: str
+    kind: JobKind = JobKind.RUN
+    script_name: str = ""
+    script: bytes = b""
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    parents: tuple[str, ...] = ()
+    priority: int = 1
+    delay: float = 0.0
+    requirement: str = DEFAULT_REQUIREMENT
+    affinity: bool = False
+    worker: str = ""
+    retries: int = 3
+    timeout: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0                      # services (a later issue)
+    message: str = ""                  # gates: the question asked (a later issue)
+    max_wait_seconds: float = 172800.0  # gates: the decision deadline (a later issue)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """A submission: a named DAG of jobs. ``source`` names where it came from (for errors)."""
+
+    name: str
+    jobs: tuple[JobSpec, ...]
+    agent_run_id: str = ""
+    source: str = ""
