@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DATA   := $(CURDIR)/.titan
 PYTEST := $(BIN)/python -m pytest --durations=15
 
-.PHONY: run test test-long lint bench clean install dev
+.PHONY: run down test test-long lint bench clean install dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,14 +23,22 @@ $(VENV)/.installed-dev: $(BIN)/python setup.cfg pyproject.toml
 install: $(VENV)/.installed-run
 dev: $(VENV)/.installed-dev
 
+# The main job: a local cluster (kept running; `make down` stops it) and the quickstart pipeline.
 run: $(VENV)/.installed-run
 	@mkdir -p $(DATA)
-	$(BIN)/titanctl --version
-	TITAN_DATA_DIR=$(DATA) $(BIN)/titanctl config show
+	@TITAN_DATA_DIR=$(DATA) $(BIN)/titanctl up --port 0 --workers 2 || [ $$? -eq 1 ]
+	TITAN_DATA_DIR=$(DATA) $(BIN)/titanctl submit pipelines/quickstart/pipeline.yaml --wait
+	@echo "--- output of the job 'hello':"
+	@TITAN_DATA_DIR=$(DATA) $(BIN)/titanctl logs hello
 	@echo
-	@echo "Titan Actors is installed in $(VENV) (data in $(DATA))."
-	@echo "The engine (master, workers, 'titanctl up', the quickstart pipeline) lands with issue 3;"
-	@echo "until then 'make run' installs and shows the foundation: try '$(BIN)/titanctl --help'."
+	@echo "The cluster keeps running (data and logs in $(DATA)). Next:"
+	@echo "  export TITAN_DATA_DIR=$(DATA)"
+	@echo "  $(BIN)/titanctl submit pipelines/diamond/pipeline.yaml --wait"
+	@echo "  $(BIN)/titanctl runs; $(BIN)/titanctl workers; $(BIN)/titanctl logs -f JOB"
+	@echo "  make down        # stop the cluster"
+
+down: $(VENV)/.installed-run
+	TITAN_DATA_DIR=$(DATA) $(BIN)/titanctl down
 
 test: $(VENV)/.installed-dev
 	$(PYTEST)

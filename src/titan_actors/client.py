@@ -15,6 +15,7 @@ from .errors import AskTimeoutError, UsageError
 from .scheduler.model import JobSpec, RunSpec, RunState
 from .wire.auth import JobToken, KeyRing
 from .wire.blocking import BlockingClient
+from .wire.messages.control import Ping, Pong
 from .wire.messages.master import (
     AddJobs,
     Cancel,
@@ -94,6 +95,10 @@ class MasterClient:
         self._conn.close()
 
     # -- commands -----------------------------------------------------------------------------
+
+    def ping(self, payload: bytes = b"") -> Pong:
+        """Are you there? The master's answer names it and its version."""
+        return self._conn.ask(Ping(payload))
 
     def submit(self, spec: RunSpec, from_run: str = "") -> RunAccepted:
         """Submit a run. Raises SubmissionError (a UsageError) saying what is wrong."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from support import closed_port
 from support.processes import stop_and_check, titanctl, wait_for_file
 
 ECHO_SERVER = str(Path(__file__).resolve().parents[1] / "support" / "echo_server.py")
@@ -93,8 +94,9 @@ def test_ping_with_keys_and_clear_errors(echo_server, tmp_path):
     titanctl("key", "generate", str(other))
     wrong = titanctl("ping", "--port", str(port), "--key-file", str(other))
     assert wrong.returncode == 2 and "keys differ" in wrong.stderr
-    nobody = titanctl("ping", "--master", "127.0.0.1:1")
-    assert nobody.returncode == 3 and "could not connect to 127.0.0.1:1" in nobody.stderr
+    port = closed_port()
+    nobody = titanctl("ping", "--master", f"127.0.0.1:{port}")
+    assert nobody.returncode == 3 and f"could not connect to 127.0.0.1:{port}" in nobody.stderr
     loose = tmp_path / "loose"
     loose.write_text(key.read_text())
     os.chmod(loose, 0o644)

@@ -13,6 +13,7 @@ import gevent
 import pytest
 from gevent.event import Event
 
+from support import closed_port
 from titan_actors.actors import Actor, ActorSystem, handles
 from titan_actors.errors import (
     AskTimeoutError,
@@ -117,7 +118,7 @@ def test_blocking_client_times_out_and_connection_errors_are_named(served):
             with pytest.raises(AskTimeoutError):
                 client.ask(Shout("slow"), timeout=0.2)
         with pytest.raises(BrokenError, match="could not connect"):
-            BlockingClient("127.0.0.1", 1, timeout=2)
+            BlockingClient("127.0.0.1", closed_port(), timeout=2)
         return True
     assert in_thread(work)
 

@@ -174,12 +174,15 @@ class Actor:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        table = dict(getattr(cls, "_handler_table", {}))
-        for name, member in vars(cls).items():
-            for message_type in getattr(member, "_titan_handles", ()):
-                params = [p for p in inspect.signature(member).parameters.values()
-                          if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-                table[message_type] = (name, len(params) >= 3)
+        # Walk the whole MRO, most basic first, so that handler groups written as mixins (one
+        # class per kind of peer) are found too, and subclasses override their bases.
+        table: dict[type, tuple[str, bool]] = {}
+        for klass in reversed(cls.__mro__):
+            for name, member in vars(klass).items():
+                for message_type in getattr(member, "_titan_handles", ()):
+                    params = [p for p in inspect.signature(member).parameters.values()
+                              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+                    table[message_type] = (name, len(params) >= 3)
         cls._handler_table = table
 
     def __init__(self, *, clock: Clock | None = None) -> None:

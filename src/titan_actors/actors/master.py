@@ -15,22 +15,24 @@ from pathlib import Path
 from typing import Any
 
 from ..aof import AppendOnlyFile
-from ..errors import PersistenceError, StaleReportError, UsageError
+from ..errors import PersistenceError, UsageError
 from ..master import records as rec
 from ..master import views
 from ..master.events import EventStream
 from ..master.logs import LogStore
-from ..master.workers import WorkerEntry, WorkerRegistry
-from ..scheduler import Scheduler
+from ..master.workers import WorkerRegistry
+from ..scheduler import Backoff, Scheduler
 from ..scheduler.model import RunState
 from ..wire.auth import KeyRing
 from ..wire.messages import master as m
 from ..wire.messages import worker as w
-from ..wire.messages.control import Ping, Pong
 from ..wire.messages.handshake import JobTokenClaims
-from ..wire.roles import Role
-from .base import Actor, Ref, Sender, handles
+from .base import Actor, handles
 from .future import Future
+from .master_clients import ClientRequests
+from .master_workers import PeerGone, WorkerRequests, _CheckLeases
+
+__all__ = ["CheckToken", "MasterActor", "MasterOptions", "PeerGone"]
 
 log = logging.getLogger("titan.master")
 
@@ -47,17 +49,24 @@ class MasterOptions:
     lease: float = 10.0
     log_cap: int = 64 * 1024 * 1024
     token_lifetime: float = 7 * 24 * 3600.0
+    # the pause before an automatic retry (tests shorten it)
+    retry_backoff: Backoff = Backoff(base=1.0, cap=60.0, jitter=0.1)
+    retention_age: float = 7 * 86400.0
+    retention_runs: int = 1000
+    retention_interval: float = 60.0
+    # after a job ended, how long its last output may still be on its way
+    output_grace: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
-class PeerGone:
-    """A connection closed (sent by the server's callback)."""
+class CheckToken:
+    """Is this job token still good? (asked by the server during a job's handshake)"""
 
-    ref: Ref
+    claims: JobTokenClaims
 
 
 @dataclass(frozen=True, slots=True)
-class _CheckLeases:
+class _Retention:
     pass
 
 
@@ -77,7 +86,7 @@ class _Committed:
     failure: BaseException | None = None
 
 
-class MasterActor(Actor):
+class MasterActor(ClientRequests, WorkerRequests, Actor):
     """The master actor. See the module docstring."""
 
     def __init__(self, options: MasterOptions, *, keys: KeyRing | None = None,
@@ -85,7 +94,7 @@ class MasterActor(Actor):
         super().__init__(clock=clock)
         self.options = options
         self.keys = keys
-        self.scheduler = Scheduler()
+        self.scheduler = Scheduler(backoff=options.retry_backoff)
         self.workers = WorkerRegistry(options.lease)
         self.aof: AppendOnlyFile | None = None
         self.events: EventStream | None = None
@@ -94,6 +103,8 @@ class MasterActor(Actor):
         self._due_timer = None
         self._due_at: float | None = None
         self._announced: set[str] = set()
+        self._output_expected: dict[tuple[str, str, int], int] = {}
+        self._output_received: dict[tuple[str, str, int], int] = {}
         self.degraded: BaseException | None = None
 
     # -- life ---------------------------------------------------------------------------------
@@ -113,6 +124,7 @@ class MasterActor(Actor):
         log.info("master replayed %d records; %d running attempts await their workers",
                  count, len(self._unclaimed))
         self.send_every(self.options.heartbeat_interval, _CheckLeases())
+        self.send_every(self.options.retention_interval, _Retention())
         self._arm_due()
 
     def on_stop(self) -> None:
@@ -163,6 +175,8 @@ class MasterActor(Actor):
         if msg.reply is not None:
             msg.reply.set(msg.value)
         self._arm_due()
+        if self.aof.needs_rewrite():
+            self._compact()
 
     def _announce_finished_runs(self, run_ids: list[str]) -> None:
         for run_id in run_ids:
@@ -188,11 +202,13 @@ class MasterActor(Actor):
 
     def _send_dispatch(self, assignment) -> None:
         entry = self.workers.get(assignment.worker)
-        if entry is None or not entry.connected:
-            return  # the lease check will declare the attempt lost
+        if entry is None:
+            return  # gone since the assignment: the lease check declares the attempt lost
         ref = w.AttemptRef(assignment.run_id, assignment.job_id, assignment.attempt,
                            assignment.epoch)
-        entry.running.add(ref)
+        entry.running.add(ref)  # even unsent: the lease check must see it to declare it lost
+        if not entry.connected:
+            return
         host, port = self.options.address
         try:
             entry.ref.tell(w.Dispatch(ref, assignment.spec, self._token(ref), host, port),
@@ -219,225 +235,67 @@ class MasterActor(Actor):
         if due is not None:
             self._due_timer = self.send_after(max(due - self.clock.time(), 0.0), _Due())
 
+    # -- retention and compaction ---------------------------------------------------------------
+
+    def _prune_runs(self, older_than: float, keep: int) -> tuple[int, Future | None]:
+        """Forget finished runs past retention (with their logs), then compact the AOF."""
+        run_ids = views.expired_runs(self.scheduler, self.clock.time(), older_than, keep)
+        if not run_ids:
+            return 0, self._commit([], reply_value=m.Done("pruned 0 runs"), want_reply=True)
+        records = self.scheduler.forget_runs(run_ids, self.clock.time())
+        dropped = set(run_ids)
+        for run_id in run_ids:
+            self.logs.drop_run(run_id)
+            self._announced.discard(run_id)
+        for table in (self._output_expected, self._output_received):
+            for key in [k for k in table if k[0] in dropped]:
+                del table[key]
+        reply = self._commit(records, reply_value=m.Done(f"pruned {len(run_ids)} runs"),
+                             want_reply=True)
+        self._compact()
+        return len(run_ids), reply
+
+    def _compact(self) -> None:
+        """Rewrite the AOF as the scheduler's live state (the snapshot covers every record
+        appended so far; records appended meanwhile follow it in the new file)."""
+        try:
+            self.aof.rewrite(rec.encode(record) for record in self.scheduler.snapshot())
+        except PersistenceError as error:
+            log.error("AOF compaction failed (the old file is kept): %s", error)
+
+    @handles(_Retention)
+    def _retention(self, msg: _Retention) -> None:
+        count, _ = self._prune_runs(self.options.retention_age, self.options.retention_runs)
+        if count:
+            log.info("retention pruned %d finished runs", count)
+
+    # -- tokens and output -------------------------------------------------------------------
+
+    @handles(CheckToken)
+    def _check_token(self, msg: CheckToken) -> bool:
+        """A job token is good while its attempt is the job's current, unfinished one."""
+        claims = msg.claims
+        try:
+            job = self.scheduler.job(claims.run_id, claims.job_id)
+        except UsageError:
+            return False
+        return job.attempt == claims.attempt and not views.is_terminal(job.state)
+
+    def _output_complete(self, run_id: str, job_id: str) -> bool:
+        """The job ended and all the output its worker sent has arrived (or the wait for a
+        straggler ran out)."""
+        job = self.scheduler.job(run_id, job_id)
+        if not views.is_terminal(job.state):
+            return False
+        key = (run_id, job_id, job.attempt)
+        expected = self._output_expected.get(key)
+        if expected is None or self.logs.truncated(run_id, job_id):
+            return True
+        if self._output_received.get(key, 0) >= expected:
+            return True
+        return self.clock.time() - (job.finished_at or 0.0) > self.options.output_grace
+
     @handles(_Due)
     def _on_due(self, msg: _Due) -> None:
         self._due_timer, self._due_at = None, None
         self._advance(self.scheduler.due(self.clock.time()))
-
-    # -- clients ------------------------------------------------------------------------------
-
-    @handles(Ping)
-    def _ping(self, msg: Ping) -> Pong:
-        from .. import __version__
-        return Pong(msg.payload, self.options.identity, __version__)
-
-    @handles(m.SubmitRun)
-    def _submit(self, msg: m.SubmitRun, sender: Sender) -> Future:
-        from_run = msg.from_run or sender.peer.run_id
-        run_id, records = self.scheduler.submit(msg.spec, self.clock.time(), from_run=from_run)
-        accepted = m.RunAccepted(run_id, msg.spec.name, tuple(j.id for j in msg.spec.jobs))
-        return self._advance(records, reply_value=accepted, want_reply=True)
-
-    @handles(m.AddJobs)
-    def _add_jobs(self, msg: m.AddJobs, sender: Sender) -> Future:
-        records = self.scheduler.add_jobs(msg.run_id, msg.jobs, self.clock.time(),
-                                          from_run=sender.peer.run_id)
-        run = self.scheduler.run(msg.run_id)
-        accepted = m.RunAccepted(msg.run_id, run.name, tuple(j.id for j in msg.jobs))
-        return self._advance(records, reply_value=accepted, want_reply=True)
-
-    @handles(m.Cancel)
-    def _cancel(self, msg: m.Cancel) -> Future:
-        run_id, job_id = views.resolve_target(self.scheduler, msg.ref)
-        records = self.scheduler.cancel(run_id, job_id, self.clock.time())
-        for record in records:
-            kill = views.kill_of(record)
-            if kill is not None:
-                self._kill(*kill, reason="cancelled")
-        what = f"job {run_id}/{job_id}" if job_id else f"run {run_id}"
-        text = f"cancelled {what} ({len(records)} jobs changed)"
-        return self._advance(records, reply_value=m.Done(text), want_reply=True)
-
-    @handles(m.Retry)
-    def _retry(self, msg: m.Retry) -> Future:
-        run_id, job_id = self.scheduler.resolve(msg.ref)
-        records = self.scheduler.retry(run_id, job_id, self.clock.time())
-        text = f"retrying {run_id}/{job_id} ({len(records)} jobs changed)"
-        return self._advance(records, reply_value=m.Done(text), want_reply=True)
-
-    @handles(m.Prune)
-    def _prune(self, msg: m.Prune) -> Future:
-        run_ids = views.expired_runs(self.scheduler, self.clock.time(), msg.older_than, msg.keep)
-        records = self.scheduler.forget_runs(run_ids) if run_ids else []
-        for run_id in run_ids:
-            self.logs.drop_run(run_id)
-        reply = self._commit(records, reply_value=m.Done(f"pruned {len(run_ids)} runs"),
-                             want_reply=True)
-        if self.aof.needs_rewrite() or run_ids:
-            self.aof.rewrite(rec.encode(r) for r in self.scheduler.snapshot())
-        return reply
-
-    @handles(m.GetRun)
-    def _get_run(self, msg: m.GetRun) -> m.RunDetail:
-        return views.run_detail(self.scheduler, msg.run_ref, self.events.last_seq)
-
-    @handles(m.ListRuns)
-    def _list_runs(self, msg: m.ListRuns) -> m.RunList:
-        return m.RunList(tuple(views.run_summary(r)
-                               for r in self.scheduler.runs()[:max(msg.limit, 0)]))
-
-    @handles(m.GetJob)
-    def _get_job(self, msg: m.GetJob) -> m.JobDetail:
-        run_id, job_id = self.scheduler.resolve(msg.job_ref)
-        history = [e for e in self.events.since(0, run_id, limit=100_000).events
-                   if e.job_id == job_id]
-        return views.job_detail(self.scheduler, run_id, job_id, history)
-
-    @handles(m.GetLogs)
-    def _get_logs(self, msg: m.GetLogs) -> m.LogChunk:
-        run_id, job_id = self.scheduler.resolve(msg.job_ref)
-        data = self.logs.read(run_id, job_id, msg.offset, msg.limit)
-        finished = views.is_terminal(self.scheduler.job(run_id, job_id).state)
-        return m.LogChunk(run_id, job_id, data, msg.offset, msg.offset + len(data), finished,
-                          self.logs.truncated(run_id, job_id), self.events.last_seq)
-
-    @handles(m.WaitEvents)
-    def _wait_events(self, msg: m.WaitEvents):
-        return self.events.wait(msg.after_seq, msg.run_id, min(max(msg.timeout, 0.0), 60.0))
-
-    @handles(m.ListWorkers)
-    def _list_workers(self, msg: m.ListWorkers) -> m.WorkerList:
-        now = self.clock.monotonic()
-        return m.WorkerList(tuple(entry.info(now) for entry in self.workers))
-
-    # -- workers ------------------------------------------------------------------------------
-
-    @handles(w.RegisterWorker)
-    def _register(self, msg: w.RegisterWorker, sender: Sender) -> Future:
-        if sender.peer.role is Role.WORKER and msg.name != sender.peer.identity:
-            raise UsageError(f"worker {sender.peer.identity!r} cannot register as {msg.name!r}")
-        tags = frozenset(msg.tags)
-        old = self.workers.register(WorkerEntry(
-            msg.name, tags, msg.slots, msg.host, msg.pid, msg.ephemeral, sender.ref,
-            self.clock.monotonic()))
-        if old is not None and old.ref is not None and old.ref is not sender.ref:
-            log.info("worker %s reconnected", msg.name)
-        entry = self.workers.get(msg.name)
-        self.scheduler.set_worker(msg.name, tags, msg.slots)
-        records: list = []
-        for result in msg.finished:
-            records += self._finish(result)
-        for ref in msg.running:
-            self._claim(entry, ref)
-        self.events.publish(kind=m.EventKind.WORKER, worker=msg.name, detail="connected")
-        log.info("worker %s registered: tags %s, %d slots", msg.name, sorted(tags), msg.slots)
-        registered = w.Registered(self.options.identity, self.options.heartbeat_interval,
-                                  self.options.lease)
-        return self._advance(records, reply_value=registered, want_reply=True)
-
-    def _claim(self, entry: WorkerEntry, ref: w.AttemptRef) -> None:
-        """A worker says it runs ``ref``: re-attach it, or kill it when it is not current."""
-        if views.is_current(self.scheduler, ref, entry.name):
-            entry.running.add(ref)
-            self._unclaimed.pop((ref.run_id, ref.job_id), None)
-        else:
-            entry.ref.tell(w.KillAttempt(ref, "this attempt is no longer current"), timeout=1.0)
-
-    @handles(w.Heartbeat)
-    def _heartbeat(self, msg: w.Heartbeat, sender: Sender) -> None:
-        entry = self.workers.by_ref(sender.ref)
-        if entry is None:
-            return
-        entry.last_seen = self.clock.monotonic()
-        entry.draining = msg.draining
-        for ref in msg.running:
-            if (ref.run_id, ref.job_id) in self._unclaimed:
-                self._claim(entry, ref)
-
-    @handles(w.JobStarted)
-    def _started(self, msg: w.JobStarted, sender: Sender) -> None:
-        self.events.publish(kind=m.EventKind.JOB, run_id=msg.ref.run_id, job_id=msg.ref.job_id,
-                            attempt=msg.ref.attempt, detail=f"process {msg.pid} started")
-
-    @handles(w.JobOutput)
-    def _output(self, msg: w.JobOutput) -> None:
-        if self.logs.append(msg.ref.run_id, msg.ref.job_id, msg.data):
-            self.events.publish(kind=m.EventKind.LOG, run_id=msg.ref.run_id,
-                                job_id=msg.ref.job_id, attempt=msg.ref.attempt)
-
-    @handles(w.JobFinished)
-    def _finished(self, msg: w.JobFinished, sender: Sender) -> Future:
-        entry = self.workers.by_ref(sender.ref)
-        if entry is not None:
-            entry.running.discard(msg.result.ref)
-        return self._advance(self._finish(msg.result), want_reply=True)
-
-    def _finish(self, result: w.AttemptResult) -> list:
-        ref = result.ref
-        self._unclaimed.pop((ref.run_id, ref.job_id), None)
-        try:
-            return self.scheduler.finished(ref.run_id, ref.job_id, ref.attempt, ref.epoch,
-                                           result.exit_code, self.clock.time(), result.reason)
-        except StaleReportError as error:
-            log.info("refused a stale report: %s", error)
-            return []
-
-    @handles(w.HandBack)
-    def _hand_back(self, msg: w.HandBack, sender: Sender) -> Future:
-        entry = self.workers.by_ref(sender.ref)
-        if entry is not None:
-            entry.running.discard(msg.ref)
-        ref = msg.ref
-        try:
-            records = self.scheduler.handed_back(ref.run_id, ref.job_id, ref.attempt, ref.epoch,
-                                                 self.clock.time())
-        except StaleReportError:
-            records = []
-        return self._advance(records, want_reply=True)
-
-    @handles(PeerGone)
-    def _peer_gone(self, msg: PeerGone) -> None:
-        entry = self.workers.by_ref(msg.ref)
-        if entry is not None:
-            log.info("worker %s disconnected; its lease runs for %.1f s", entry.name,
-                     self.options.lease)
-            self.events.publish(kind=m.EventKind.WORKER, worker=entry.name,
-                                detail="disconnected")
-            self.scheduler.remove_worker(entry.name)
-
-    @handles(_CheckLeases)
-    def _check_leases(self, msg: _CheckLeases) -> None:
-        now_mono = self.clock.monotonic()
-        records: list = []
-        for entry in self.workers.expired(now_mono):
-            self.workers.remove(entry.name)
-            self.scheduler.remove_worker(entry.name)
-            self.events.publish(kind=m.EventKind.WORKER, worker=entry.name, detail="lost")
-            log.warning("worker %s lost (silent for more than %.1f s)", entry.name,
-                        self.options.lease)
-            for ref in entry.running:
-                records += self._lost(ref, f"worker {entry.name} was lost")
-        for key, deadline in list(self._unclaimed.items()):
-            if now_mono > deadline:
-                del self._unclaimed[key]
-                for attempt in self.scheduler.running_attempts():
-                    if attempt[:2] == key:
-                        ref = w.AttemptRef(attempt[0], attempt[1], attempt[3], attempt[4])
-                        records += self._lost(ref, "no worker claimed it after a restart")
-        if records:
-            self._advance(records)
-
-    def _lost(self, ref: w.AttemptRef, reason: str) -> list:
-        try:
-            return self.scheduler.lost(ref.run_id, ref.job_id, ref.attempt, ref.epoch,
-                                       self.clock.time(), reason)
-        except StaleReportError:
-            return []
-
-    def _kill(self, worker: str, ref: w.AttemptRef, reason: str) -> None:
-        entry = self.workers.get(worker)
-        if entry is not None and entry.connected:
-            try:
-                entry.ref.tell(w.KillAttempt(ref, reason), timeout=1.0)
-            except Exception as error:
-                log.warning("could not ask %s to kill %s: %s", worker, ref, error)

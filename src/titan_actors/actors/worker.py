@@ -28,7 +28,7 @@ from ..wire.messages import worker as w
 from ..wire.messages.control import Ping, Pong
 from ..wire.roles import Role
 from ..wire.server import dial
-from .base import Actor, handles
+from .base import Actor, Sender, handles
 
 log = logging.getLogger("titan.worker")
 
@@ -60,11 +60,13 @@ class _Attempt:
     reason: str = ""
     timer: Any = None
     handed_back: bool = False
+    output_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class _Connected:
     endpoint: Endpoint
+    reported: tuple[w.AttemptRef, ...] = ()  # the finished attempts the registration carried
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,19 +86,18 @@ class _Exited:
 
 
 @dataclass(frozen=True, slots=True)
-class _OutputBatch:
-    ref: w.AttemptRef
-    stream: int
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class _OutputDone:
     ref: w.AttemptRef
+    sent_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
 class _Acked:
+    ref: w.AttemptRef
+
+
+@dataclass(frozen=True, slots=True)
+class _HandBackAcked:
     ref: w.AttemptRef
 
 
@@ -120,6 +121,16 @@ class _DrainExpired:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class _DrainGiveUp:
+    pass
+
+
+# After the drain timeout: how long killed attempts' reports may wait for the master's
+# acknowledgement before the worker stops anyway (the master's lease then covers them).
+_REPORT_GRACE = 5.0
+
+
 def _key(ref: w.AttemptRef) -> str:
     return f"{ref.run_id}/{ref.job_id}/{ref.attempt}/{ref.epoch}"
 
@@ -138,6 +149,7 @@ class WorkerActor(Actor):
         self.attempts: dict[w.AttemptRef, _Attempt] = {}
         self.by_key: dict[str, w.AttemptRef] = {}
         self.unacked: dict[w.AttemptRef, w.AttemptResult] = {}
+        self.handing_back: set[w.AttemptRef] = set()
         self.draining = False
         self._stopping = False
 
@@ -190,22 +202,26 @@ class WorkerActor(Actor):
                 delay = min(delay * 2, self.options.reconnect_max)
                 continue
             delay = self.options.reconnect_min
-            self.notify(_Connected(endpoint))
+            self.notify(_Connected(endpoint, tuple(result.ref for result in finished)))
             while not self._stopping and not endpoint.wait_closed(5.0):
                 pass
             self.notify(_Disconnected(endpoint))
 
     @handles(_RegistrationState)
     def _registration_state(self, msg: _RegistrationState):
-        running = tuple(ref for ref, a in self.attempts.items() if a.exit_code is None)
-        return running, tuple(self.unacked.values())
+        # every attempt not reported yet, exited ones whose output is still being read too:
+        # the master declares lost what a registration leaves out
+        return tuple(self.attempts), tuple(self.unacked.values())
 
     @handles(_Connected)
     def _connected(self, msg: _Connected) -> None:
         self.endpoint, self.master = msg.endpoint, msg.endpoint.remote
         log.info("registered with the master at %s:%d", *self.options.master)
-        for ref in list(self.unacked):  # reported in the registration: the master has them
-            del self.unacked[ref]
+        for ref in msg.reported:  # reported in the registration: the master has them
+            self.unacked.pop(ref, None)
+        for result in list(self.unacked.values()):  # finished while we were registering
+            self._send_result(result)
+        self._stop_if_drained()
 
     @handles(_Disconnected)
     def _disconnected(self, msg: _Disconnected) -> None:
@@ -216,8 +232,7 @@ class WorkerActor(Actor):
     @handles(_Beat)
     def _beat(self, msg: _Beat) -> None:
         if self.master is not None:
-            running = tuple(ref for ref, a in self.attempts.items() if a.exit_code is None)
-            self._tell_master(w.Heartbeat(running, self.draining))
+            self._tell_master(w.Heartbeat(tuple(self.attempts), self.draining))
 
     def _tell_master(self, message: Any) -> None:
         try:
@@ -232,7 +247,11 @@ class WorkerActor(Actor):
         return Pong(msg.payload, self.options.name, "worker")
 
     @handles(w.Dispatch)
-    def _dispatch(self, msg: w.Dispatch) -> None:
+    def _dispatch(self, msg: w.Dispatch, sender: Sender) -> None:
+        if self.master is None and sender.ref is not None and sender.ref.is_alive:
+            # The master dispatches as it registers us: this can come before _Connected does,
+            # and JobStarted and the first output would be dropped for want of a master.
+            self.master = sender.ref
         ref = msg.ref
         if ref in self.attempts:
             return
@@ -262,38 +281,50 @@ class WorkerActor(Actor):
             return
         attempt.pid = process.pid
         self.children.add(process.pid, key=_key(ref))
-        capture = OutputCapture(
-            process.stdout_fd, process.stderr_fd, cap_bytes=self.options.output_cap,
-            on_batch=lambda stream, data: self.notify(_OutputBatch(ref, int(stream), data)))
-        self.spawn(self._read_output, ref, capture)
+        self.spawn(self._read_output, ref, process)
         if spec.timeout > 0:
             attempt.timer = self.send_after(spec.timeout, _Timeout(ref))
         if self.master is not None:
             self._tell_master(w.JobStarted(ref, process.pid))
 
-    def _read_output(self, ref: w.AttemptRef, capture: OutputCapture) -> None:
-        """Owned greenlet: read the attempt's output to EOF, then say so."""
-        capture.start()
+    def _read_output(self, ref: w.AttemptRef, process) -> None:
+        """Owned greenlet: read the attempt's output to EOF and ship it, then say so.
+
+        Batches go straight to the master's connection from the capture's greenlets, waiting
+        when it is full: the job's pipe then fills and the job waits too (backpressure, bounded
+        memory), and the actor's loop is never held up. Without a master, output is dropped.
+        """
+        sent = [0]
+
+        def ship(stream, data: bytes) -> None:
+            master = self.master
+            if master is None:
+                return
+            try:
+                master.tell(w.JobOutput(ref, int(stream), data), timeout=30.0)
+            except Exception as error:  # the link broke: this batch is lost with it
+                log.debug("output of %s dropped: %s", _key(ref), error)
+                return
+            sent[0] += len(data)
+
+        capture = OutputCapture(process.stdout_fd, process.stderr_fd, ship,
+                                cap_bytes=self.options.output_cap).start()
         try:
             while not capture.wait(60.0):
                 pass
         finally:
             capture.close()
-        self.notify(_OutputDone(ref))
+        self.notify(_OutputDone(ref, sent[0]))
 
     def _on_exit(self, process, exit_code: int) -> None:
         self.notify(_Exited(process.key, exit_code))
-
-    @handles(_OutputBatch)
-    def _output(self, msg: _OutputBatch) -> None:
-        if self.master is not None:
-            self._tell_master(w.JobOutput(msg.ref, msg.stream, msg.data))
 
     @handles(_OutputDone)
     def _output_done(self, msg: _OutputDone) -> None:
         attempt = self.attempts.get(msg.ref)
         if attempt is not None:
             attempt.output_done = True
+            attempt.output_bytes = msg.sent_bytes
             self._finalize(attempt)
 
     @handles(_Exited)
@@ -320,11 +351,11 @@ class WorkerActor(Actor):
         else:
             reason = attempt.reason or ("" if attempt.exit_code == 0
                                         else f"exit code {attempt.exit_code}")
-            result = w.AttemptResult(ref, attempt.exit_code, reason, self.clock.time())
+            result = w.AttemptResult(ref, attempt.exit_code, reason, self.clock.time(),
+                                     attempt.output_bytes)
             self.unacked[ref] = result
             self._send_result(result)
-        if self.draining and not self.attempts:
-            self.stop()
+        self._stop_if_drained()
 
     def _send_result(self, result: w.AttemptResult) -> None:
         if self.master is None:
@@ -340,13 +371,23 @@ class WorkerActor(Actor):
     @handles(_Acked)
     def _acked(self, msg: _Acked) -> None:
         self.unacked.pop(msg.ref, None)
+        self._stop_if_drained()
 
     def _report_hand_back(self, ref: w.AttemptRef) -> None:
-        if self.master is not None:
-            try:
-                self.master.ask_async(w.HandBack(ref), timeout=30)
-            except Exception as error:
-                log.info("could not hand back %s: %s", _key(ref), error)
+        if self.master is None:
+            return  # the master's lease declares the attempt lost
+        try:
+            reply = self.master.ask_async(w.HandBack(ref), timeout=30)
+        except Exception as error:
+            log.info("could not hand back %s: %s", _key(ref), error)
+            return
+        self.handing_back.add(ref)
+        reply.add_done_callback(lambda _done: self.notify(_HandBackAcked(ref)))
+
+    @handles(_HandBackAcked)
+    def _hand_back_acked(self, msg: _HandBackAcked) -> None:
+        self.handing_back.discard(msg.ref)
+        self._stop_if_drained()
 
     @handles(_Timeout)
     def _timeout(self, msg: _Timeout) -> None:
@@ -371,14 +412,30 @@ class WorkerActor(Actor):
         self.draining = True
         log.info("draining: %d attempts may run for %.0f s more", len(self.attempts),
                  self.options.drain_timeout)
-        if not self.attempts:
-            self.stop()
+        self._beat(_Beat())  # tell the master now, so that it sends no more work
+        if self._stop_if_drained():
             return
         self.send_after(self.options.drain_timeout, _DrainExpired())
+        self.send_after(self.options.drain_timeout + self.options.kill_grace + _REPORT_GRACE,
+                        _DrainGiveUp())
 
     @handles(_DrainExpired)
     def _drain_expired(self, msg: _DrainExpired) -> None:
         for attempt in self.attempts.values():
             attempt.handed_back = True
             self.launcher.kill(_key(attempt.ref), self.options.kill_grace)
+
+    @handles(_DrainGiveUp)
+    def _drain_give_up(self, msg: _DrainGiveUp) -> None:
+        log.warning("stopping with %d attempts running and %d reports unacknowledged",
+                    len(self.attempts), len(self.unacked) + len(self.handing_back))
+        self.stop()
+
+    def _stop_if_drained(self) -> bool:
+        """Stop once draining and every attempt is over AND reported: stopping closes the
+        connection, which would drop a completion or a hand-back still on its way."""
+        if self.draining and not (self.attempts or self.unacked or self.handing_back):
+            self.stop()
+            return True
+        return False
 

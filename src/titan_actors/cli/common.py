@@ -7,6 +7,7 @@ import enum
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -15,7 +16,8 @@ from ..config import Config
 from ..errors import UsageError
 
 MASTER_OPTION = typer.Option(None, "--master", help="HOST:PORT of the master (default: "
-                             "--host/--port, TITAN_HOST/TITAN_PORT, 127.0.0.1:9090).")
+                             "--host/--port, TITAN_HOST/TITAN_PORT, the cluster `titanctl up` "
+                             "started from the data dir, 127.0.0.1:9090).")
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 # Exit codes of titanctl, documented in the README.
@@ -25,12 +27,30 @@ EXIT_USAGE = 2         # bad input or a refusal by the master (message on stderr
 EXIT_UNREACHABLE = 3   # the master could not be reached
 
 
+def master_address(config: Config, master: str | None) -> tuple[str, int]:
+    """Where the master is: ``--master``; else a host or port given by flag, env or file;
+    else the cluster that ``titanctl up`` started from the data directory; else the defaults."""
+    from ..client import parse_address
+
+    if master:
+        return parse_address(master)
+    given = {config.source("host"), config.source("port")} - {"default"}
+    cluster = Path(config.data_dir) / "cluster.json"
+    if not given and cluster.exists():
+        try:
+            state = json.loads(cluster.read_text())
+            return state["master"]["host"], int(state["master"]["port"])
+        except (OSError, ValueError, KeyError):
+            pass
+    return config.host, config.port
+
+
 def connect(config: Config, master: str | None, identity: str = "titanctl"):
-    """A MasterClient for ``--master`` or the configured host and port."""
-    from ..client import MasterClient, parse_address
+    """A MasterClient for the master (see :func:`master_address`)."""
+    from ..client import MasterClient
     from ..keys import keyring_from_config
 
-    host, port = parse_address(master) if master else (config.host, config.port)
+    host, port = master_address(config, master)
     return MasterClient(host, port, keys=keyring_from_config(config),
                         timeout=config.ask_timeout, identity=identity)
 

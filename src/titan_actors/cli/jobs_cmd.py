@@ -20,7 +20,7 @@ from .common import (
     write_raw,
 )
 
-_CLIENT = ("host", "port", "key_file", "ask_timeout")
+_CLIENT = ("host", "port", "key_file", "ask_timeout", "data_dir")
 
 
 def _event_line(event) -> str:

@@ -11,7 +11,8 @@ from ..config import Config, settings_options
 
 _SERVER_SETTINGS = ("data_dir", "host", "port", "key_file", "tls_cert", "tls_key", "tls_ca",
                     "seal_frames", "max_frame_size", "handshake_timeout", "aof_fsync",
-                    "heartbeat_interval", "lease", "log_cap", "log_level", "ask_timeout")
+                    "heartbeat_interval", "lease", "log_cap", "log_level", "ask_timeout",
+                    "retention_age", "retention_runs")
 
 
 @settings_options(*_SERVER_SETTINGS)

@@ -46,9 +46,12 @@ class EventStream:
         return event
 
     def since(self, after_seq: int, run_id: str = "", limit: int = 1000) -> EventBatch:
-        """Events after ``after_seq`` (of ``run_id`` when given); ``reset`` when some were lost."""
+        """Events after ``after_seq`` (of ``run_id`` when given); ``reset`` when some were lost:
+        they left the window, or ``after_seq`` is ahead of this stream (a position from before
+        a restart of the master, whose numbering restarted lower)."""
         oldest = self._events[0].seq if self._events else self._last_seq + 1
-        reset = after_seq + 1 < oldest and after_seq < self._last_seq
+        reset = (after_seq + 1 < oldest and after_seq < self._last_seq) \
+            or after_seq > self._last_seq
         picked = []
         if after_seq < self._last_seq:
             start = max(0, len(self._events) - (self._last_seq - after_seq))

@@ -9,7 +9,16 @@ from __future__ import annotations
 import struct
 
 from ..errors import DecodeError
-from ..scheduler.records import JobReset, JobsAdded, JobTransition, RunsForgotten, RunSubmitted
+from ..scheduler.records import (
+    Counters,
+    JobReset,
+    JobsAdded,
+    JobsRestored,
+    JobTransition,
+    RunRestored,
+    RunsForgotten,
+    RunSubmitted,
+)
 from ..wire import codec
 from ..wire.registry import Message, message
 
@@ -41,9 +50,26 @@ class RunsForgottenRecord(Message):
     record: RunsForgotten
 
 
+# the records of a snapshot (``Scheduler.snapshot``: the compacted AOF starts with them)
+@message(155)
+class CountersRecord(Message):
+    record: Counters
+
+
+@message(156)
+class RunRestoredRecord(Message):
+    record: RunRestored
+
+
+@message(157)
+class JobsRestoredRecord(Message):
+    record: JobsRestored
+
+
 _WRAPPERS = {RunSubmitted: RunSubmittedRecord, JobsAdded: JobsAddedRecord,
              JobTransition: JobTransitionRecord, JobReset: JobResetRecord,
-             RunsForgotten: RunsForgottenRecord}
+             RunsForgotten: RunsForgottenRecord, Counters: CountersRecord,
+             RunRestored: RunRestoredRecord, JobsRestored: JobsRestoredRecord}
 _RECORD_IDS = frozenset(wrapper.TYPE_ID for wrapper in _WRAPPERS.values())
 
 

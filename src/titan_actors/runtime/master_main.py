@@ -17,7 +17,7 @@ def run_master(config: Config, ready_file: Path | None = None) -> int:
     patch()
     from gevent.event import Event
 
-    from ..actors.master import MasterActor, MasterOptions, PeerGone
+    from ..actors.master import CheckToken, MasterActor, MasterOptions, PeerGone
     from ..actors.system import ActorSystem
     from ..datadir import DataDirLock, component_dir
     from ..keys import keyring_from_config
@@ -38,9 +38,13 @@ def run_master(config: Config, ready_file: Path | None = None) -> int:
                              handshake_timeout=config.handshake_timeout)
         host, port = server.listen()
         options = MasterOptions(directory, "master", (host, port), str(config.aof_fsync),
-                                config.heartbeat_interval, config.lease, config.log_cap)
+                                config.heartbeat_interval, config.lease, config.log_cap,
+                                retention_age=config.retention_age,
+                                retention_runs=config.retention_runs)
         master = system.spawn(MasterActor, options, keys=keys, name="master")
         server.target = master
+        # a job token is good only while its attempt runs
+        server.token_valid = lambda claims: master.ask(CheckToken(claims), timeout=10)
         server.on_disconnect = lambda endpoint: master.tell(PeerGone(endpoint.remote))
         server.start()
         stopping = Event()

@@ -14,7 +14,18 @@ from .model import (
     RunSpec,
     RunState,
 )
-from .records import JobReset, JobsAdded, JobTransition, Record, RunsForgotten, RunSubmitted
+from .records import (
+    Counters,
+    JobReset,
+    JobRestored,
+    JobsAdded,
+    JobsRestored,
+    JobTransition,
+    Record,
+    RunRestored,
+    RunsForgotten,
+    RunSubmitted,
+)
 from .routing import WorkerInfo
 from .views import CompatStatus, JobView, RunView, compat_status
 
@@ -25,15 +36,19 @@ __all__ = [
     "Assignment",
     "Backoff",
     "CompatStatus",
+    "Counters",
     "JobKind",
     "JobReset",
+    "JobRestored",
     "JobSpec",
     "JobState",
     "JobTransition",
     "JobView",
     "JobsAdded",
+    "JobsRestored",
     "Plan",
     "Record",
+    "RunRestored",
     "RunSpec",
     "RunState",
     "RunSubmitted",

@@ -28,6 +28,7 @@ from .dag import check_jobs
 from .model import JobSpec, JobState, RunSpec
 from .records import JobsAdded, JobTransition, Record, RunsForgotten, RunSubmitted
 from .routing import Workers, choose, lane_of
+from .snapshot import DEFAULT_BUDGET, take
 from .state import Job, Run, State, run_id_at
 from .views import JobView, RunView, iso, job_view, run_view
 
@@ -78,6 +79,15 @@ class Scheduler(Cascades):
     def apply(self, record: Record) -> None:
         """Apply one replayed record. Raises InconsistentRecordError when it does not fit."""
         self._state.apply(record)
+
+    def snapshot(self, *, budget: int = DEFAULT_BUDGET) -> list[Record]:
+        """The live state as a short list of records (AOF compaction): applied in order to a
+        fresh Scheduler they rebuild exactly this state, counters included (run ids and lease
+        epochs go on after every one ever issued), without the forgotten runs; records this
+        scheduler returns afterwards apply on top. A run whose jobs weigh more than ``budget``
+        (estimated encoded bytes) spreads over several records. Workers and the rng are not
+        state: set them again as after any replay."""
+        return take(self._state, budget)
 
     # -- submissions ----------------------------------------------------------------------------
 

@@ -13,15 +13,19 @@ wall-clock epoch seconds; ``0.0`` and ``""`` mean "none".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .model import JobSpec, JobState, RunSpec
 
 __all__ = [
+    "Counters",
     "JobReset",
+    "JobRestored",
     "JobTransition",
     "JobsAdded",
+    "JobsRestored",
     "Record",
+    "RunRestored",
     "RunSubmitted",
     "RunsForgotten",
 ]
@@ -96,4 +100,80 @@ class RunsForgotten:
     at: float = 0.0
 
 
-Record = RunSubmitted | JobsAdded | JobTransition | JobReset | RunsForgotten
+# -- snapshots (AOF compaction, see ``snapshot.py``) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """The counters that must never move backwards, even once the runs that set them are gone.
+
+    ``last_run_id``: the newest run id ever issued ("" when none), so new run ids stay unique
+    and sorted; ``epoch``: the highest lease epoch handed out; ``run_seq`` and ``job_seq``: the
+    submission numbers the next run and the next job get. Applying it raises each counter to the
+    record's value (a counter already past it stays where it is).
+    """
+
+    last_run_id: str
+    epoch: int
+    run_seq: int
+    job_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobRestored:
+    """One job exactly as it stands, inside RunRestored / JobsRestored (not a record alone).
+
+    ``parents`` maps each parent id whose job is in another run to that run (the others are
+    jobs of this run); ``forgotten`` lists the parents whose run was forgotten since (they are
+    no longer linked to this job). ``seq`` is its global submission number, ``floor`` the
+    attempts before its last manual retry, ``unmet`` how many parents hold it back and
+    ``blocked`` a forgotten parent that never satisfied it; the other fields are those of
+    JobTransition and of the job's view.
+    """
+
+    spec: JobSpec
+    seq: int
+    state: JobState
+    attempt: int = 0
+    floor: int = 0
+    epoch: int = 0
+    worker: str = ""
+    not_before: float = 0.0
+    exit_code: int | None = None
+    reason: str = ""
+    parents: dict[str, str] = field(default_factory=dict)
+    forgotten: tuple[str, ...] = ()
+    unmet: int = 0
+    blocked: str = ""
+    submitted_at: float = 0.0
+    queued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRestored:
+    """A run exactly as it stands, with its first jobs (JobsRestored carries the rest of a big
+    one). ``seq`` is its submission number: runs are restored in that order."""
+
+    run_id: str
+    name: str
+    seq: int
+    submitted_at: float
+    changed_at: float
+    jobs: tuple[JobRestored, ...]
+    agent_run_id: str = ""
+    source: str = ""
+    from_run: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobsRestored:
+    """More jobs of a run that RunRestored restored, in their submission order."""
+
+    run_id: str
+    jobs: tuple[JobRestored, ...]
+
+
+Record = (RunSubmitted | JobsAdded | JobTransition | JobReset | RunsForgotten | Counters
+          | RunRestored | JobsRestored)

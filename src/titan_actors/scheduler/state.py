@@ -19,7 +19,7 @@ from .ready import ReadyQueue
 from .records import JobReset, JobsAdded, JobTransition, Record, RunsForgotten, RunSubmitted
 from .routing import lane_of
 
-__all__ = ["RETRYABLE_STATES", "Job", "JobKey", "Run", "State", "run_id_at"]
+__all__ = ["RETRYABLE_STATES", "Job", "JobKey", "Run", "State", "clock_of", "run_id_at"]
 
 JobKey = tuple[str, str]
 RETRYABLE_STATES = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SKIPPED,
@@ -95,7 +95,8 @@ def run_id_at(clock_ms: int) -> str:
     return "r" + "".join(reversed(digits)).rjust(_RUN_ID_WIDTH, "0")
 
 
-def _clock_of(run_id: str) -> int:
+def clock_of(run_id: str) -> int:
+    """The run clock value of a run id (0 for an id that is not one ``run_id_at`` makes)."""
     body = run_id[1:]
     if run_id[:1] != "r" or len(body) != _RUN_ID_WIDTH or body.strip(_DIGITS):
         return 0
@@ -121,6 +122,8 @@ class State:
             JobTransition: self._transition, JobReset: self._reset,
             RunsForgotten: self._forgotten,
         }
+        from .snapshot import Restorer  # here: snapshot.py builds on this module
+        self._handlers.update(Restorer(self).handlers())
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -173,7 +176,7 @@ class State:
         run = Run(record, self.run_seq)
         self._check_new(run, record.spec.jobs, record.parents)
         self.run_seq += 1
-        self.run_clock = max(self.run_clock, _clock_of(record.run_id))
+        self.run_clock = max(self.run_clock, clock_of(record.run_id))
         self.runs[record.run_id] = run
         self._add_jobs(run, record.spec.jobs, record.parents, record.at)
 

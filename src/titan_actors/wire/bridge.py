@@ -332,6 +332,10 @@ class RemoteRef(Ref):
     def peer(self) -> PeerInfo:
         return self._endpoint.peer
 
+    def close(self) -> None:
+        """Close the connection behind this ref (pending asks fail with ClosedError)."""
+        self._endpoint.close()
+
     def tell(self, message: Any, *, timeout: float | None = None,
              sender: Sender = NO_SENDER) -> None:
         self._endpoint.send_request(message, 0, timeout)

@@ -106,7 +106,7 @@ class ActorServer:
         self._max_payload = max_payload
         self._handshake_timeout = handshake_timeout
         self._allowed_roles = allowed_roles
-        self._token_valid = token_valid
+        self.token_valid = token_valid
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
         self._clock = clock
@@ -173,7 +173,7 @@ class ActorServer:
                                         send_lock=make_send_lock())
                 handshake = ServerHandshake(
                     self._identity, self._keys, connection.peer_address, seal=seal,
-                    allowed_roles=self._allowed_roles, token_valid=self._token_valid,
+                    allowed_roles=self._allowed_roles, token_valid=self.token_valid,
                     wall_clock=self._wall_clock)
                 session = server_handshake(connection, handshake)
         except (AuthError, ProtocolError, ConnectionError_, ssl.SSLError, OSError) as error:

@@ -49,6 +49,15 @@ def test_a_client_that_fell_behind_the_window_is_told_to_reset():
     assert not stream.since(7).reset
 
 
+def test_a_client_ahead_of_the_stream_is_told_to_reset_at_once():
+    # a position from before a master restart: the new stream numbers from lower down
+    clock = ManualClock()
+    stream = EventStream(clock, last_seq=5)
+    batch = stream.wait(40, "", timeout=30)
+    assert not isinstance(batch, Future) and batch.reset and batch.last_seq == 5
+    assert not stream.since(5).reset
+
+
 def test_logs_append_read_by_offset_and_cap_with_a_marker(tmp_path):
     logs = LogStore(tmp_path, cap=10)
     assert logs.append("r", "j", b"hello ") == 6

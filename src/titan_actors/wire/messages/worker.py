@@ -30,12 +30,18 @@ class AttemptRef:
 
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
-    """How an attempt ended: exit code (negative: killed by that signal) and why."""
+    """How an attempt ended: exit code (negative: killed by that signal) and why.
+
+    ``output_bytes`` counts the output the worker sent as JobOutput: the report travels on the
+    control lane and may overtake the last output batches, so the master waits for that many
+    bytes before it calls the log complete.
+    """
 
     ref: AttemptRef
     exit_code: int
     reason: str
     finished_at: float
+    output_bytes: int = 0
 
 
 @message(200, requires=_W)

@@ -1,0 +1,106 @@
+"""The master's answers to clients: submissions, queries, cancel and retry, the event stream.
+
+A mixin of :class:`~titan_actors.actors.master.MasterActor`: its handlers use the master's
+state (scheduler, events, logs, workers) and its commit path.
+"""
+
+from __future__ import annotations
+
+from ..errors import PermissionDeniedError
+from ..master import views
+from ..wire.messages import master as m
+from ..wire.messages.control import Ping, Pong
+from ..wire.roles import Role
+from .base import Sender, handles
+from .future import Future
+
+
+class ClientRequests:
+    """Handlers for the CLI, the SDK, the console, MCP and jobs."""
+
+    @handles(Ping)
+    def _ping(self, msg: Ping) -> Pong:
+        from .. import __version__
+        return Pong(msg.payload, self.options.identity, __version__)
+
+    @handles(m.SubmitRun)
+    def _submit(self, msg: m.SubmitRun, sender: Sender) -> Future:
+        from_run = msg.from_run or sender.peer.run_id
+        run_id, records = self.scheduler.submit(msg.spec, self.clock.time(), from_run=from_run)
+        accepted = m.RunAccepted(run_id, msg.spec.name, tuple(j.id for j in msg.spec.jobs))
+        return self._advance(records, reply_value=accepted, want_reply=True)
+
+    @handles(m.AddJobs)
+    def _add_jobs(self, msg: m.AddJobs, sender: Sender) -> Future:
+        records = self.scheduler.add_jobs(msg.run_id, msg.jobs, self.clock.time(),
+                                          from_run=sender.peer.run_id)
+        run = self.scheduler.run(msg.run_id)
+        accepted = m.RunAccepted(msg.run_id, run.name, tuple(j.id for j in msg.jobs))
+        return self._advance(records, reply_value=accepted, want_reply=True)
+
+    def _check_run_scope(self, sender: Sender, run_id: str) -> None:
+        """A job's token reaches only its own run."""
+        if sender.peer.role is Role.JOB and run_id != sender.peer.run_id:
+            raise PermissionDeniedError(
+                f"the token of job {sender.peer.job_id!r} is scoped to run "
+                f"{sender.peer.run_id!r}; it cannot act on run {run_id!r}")
+
+    @handles(m.Cancel)
+    def _cancel(self, msg: m.Cancel, sender: Sender) -> Future:
+        run_id, job_id = views.resolve_target(self.scheduler, msg.ref)
+        self._check_run_scope(sender, run_id)
+        records = self.scheduler.cancel(run_id, job_id, self.clock.time())
+        for record in records:
+            kill = views.kill_of(record)
+            if kill is not None:
+                self._kill(*kill, reason="cancelled")
+        what = f"job {run_id}/{job_id}" if job_id else f"run {run_id}"
+        text = f"cancelled {what} ({len(records)} jobs changed)"
+        return self._advance(records, reply_value=m.Done(text), want_reply=True)
+
+    @handles(m.Retry)
+    def _retry(self, msg: m.Retry, sender: Sender) -> Future:
+        run_id, job_id = self.scheduler.resolve(msg.ref)
+        self._check_run_scope(sender, run_id)
+        records = self.scheduler.retry(run_id, job_id, self.clock.time())
+        text = f"retrying {run_id}/{job_id} ({len(records)} jobs changed)"
+        return self._advance(records, reply_value=m.Done(text), want_reply=True)
+
+    @handles(m.Prune)
+    def _prune(self, msg: m.Prune) -> Future:
+        count, reply = self._prune_runs(msg.older_than, msg.keep)
+        return reply
+
+    @handles(m.GetRun)
+    def _get_run(self, msg: m.GetRun) -> m.RunDetail:
+        return views.run_detail(self.scheduler, msg.run_ref, self.events.last_seq)
+
+    @handles(m.ListRuns)
+    def _list_runs(self, msg: m.ListRuns) -> m.RunList:
+        return m.RunList(tuple(views.run_summary(r)
+                               for r in self.scheduler.runs()[:max(msg.limit, 0)]))
+
+    @handles(m.GetJob)
+    def _get_job(self, msg: m.GetJob) -> m.JobDetail:
+        run_id, job_id = self.scheduler.resolve(msg.job_ref)
+        history = [e for e in self.events.since(0, run_id, limit=100_000).events
+                   if e.job_id == job_id]
+        return views.job_detail(self.scheduler, run_id, job_id, history)
+
+    @handles(m.GetLogs)
+    def _get_logs(self, msg: m.GetLogs) -> m.LogChunk:
+        run_id, job_id = self.scheduler.resolve(msg.job_ref)
+        data = self.logs.read(run_id, job_id, msg.offset, msg.limit)
+        finished = self._output_complete(run_id, job_id)
+        return m.LogChunk(run_id, job_id, data, msg.offset, msg.offset + len(data), finished,
+                          self.logs.truncated(run_id, job_id), self.events.last_seq)
+
+    @handles(m.WaitEvents)
+    def _wait_events(self, msg: m.WaitEvents):
+        return self.events.wait(msg.after_seq, msg.run_id, min(max(msg.timeout, 0.0), 60.0))
+
+    @handles(m.ListWorkers)
+    def _list_workers(self, msg: m.ListWorkers) -> m.WorkerList:
+        now = self.clock.monotonic()
+        return m.WorkerList(tuple(entry.info(now) for entry in self.workers))
+
