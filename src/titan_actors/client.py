@@ -62,13 +62,15 @@ class MasterClient:
         token: a job's token (``TITAN_TOKEN``) instead of keys.
         timeout: seconds for connecting and for each request.
         identity: a name for the master's logs.
+        role: CLIENT (submit, query, decide gates) or ADMIN (also prune and cluster control).
     """
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
                  keys: KeyRing | None = None, token: JobToken | None = None,
-                 timeout: float = 30.0, identity: str = "titanctl") -> None:
+                 timeout: float = 30.0, identity: str = "titanctl",
+                 role: Role = Role.CLIENT) -> None:
         self.host, self.port, self.timeout = host, port, timeout
-        self._conn = BlockingClient(host, port, role=Role.CLIENT, identity=identity, keys=keys,
+        self._conn = BlockingClient(host, port, role=role, identity=identity, keys=keys,
                                     token=token, timeout=timeout)
 
     @classmethod

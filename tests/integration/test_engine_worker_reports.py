@@ -10,7 +10,8 @@ from support.cluster import HEARTBEAT, job
 from titan_actors.actors import Actor, ActorSystem, handles
 from titan_actors.actors.future import Future
 from titan_actors.actors.master import PeerGone
-from titan_actors.actors.worker import WorkerActor, WorkerOptions, _RegistrationState
+from titan_actors.actors.worker import WorkerActor, WorkerOptions
+from titan_actors.actors.worker_link import _RegistrationState
 from titan_actors.wire.messages import worker as w
 from titan_actors.wire.server import ActorServer
 

@@ -9,8 +9,6 @@ finished attempt is kept until the master acknowledges it, across reconnects and
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +24,10 @@ from ..wire.auth import KeyRing
 from ..wire.bridge import Endpoint
 from ..wire.messages import worker as w
 from ..wire.messages.control import Ping, Pong
-from ..wire.roles import Role
-from ..wire.server import dial
 from .base import Actor, Sender, handles
+from .worker_link import Drain, MasterLink, _Beat, _key
+
+__all__ = ["Drain", "WorkerActor", "WorkerOptions"]
 
 log = logging.getLogger("titan.worker")
 
@@ -49,6 +48,8 @@ class WorkerOptions:
     kill_grace: float = 5.0
     ephemeral: bool = False
     output_cap: int = 64 * 1024 * 1024
+    workspace_retention: float = 7 * 86400.0   # run directories unused this long are removed
+    workspace_sweep: float = 600.0             # how often to look for them
 
 
 @dataclass
@@ -63,20 +64,10 @@ class _Attempt:
     output_bytes: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class _Connected:
-    endpoint: Endpoint
-    reported: tuple[w.AttemptRef, ...] = ()  # the finished attempts the registration carried
 
 
-@dataclass(frozen=True, slots=True)
-class _Disconnected:
-    endpoint: Endpoint
 
 
-@dataclass(frozen=True, slots=True)
-class _Beat:
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,36 +97,22 @@ class _Timeout:
     ref: w.AttemptRef
 
 
+
+
 @dataclass(frozen=True, slots=True)
-class _RegistrationState:
+class _SweepWorkspaces:
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class Drain:
-    """Stop taking work; let running attempts finish for the drain timeout, then hand them back."""
 
 
-@dataclass(frozen=True, slots=True)
-class _DrainExpired:
-    pass
 
 
-@dataclass(frozen=True, slots=True)
-class _DrainGiveUp:
-    pass
 
 
 # After the drain timeout: how long killed attempts' reports may wait for the master's
 # acknowledgement before the worker stops anyway (the master's lease then covers them).
-_REPORT_GRACE = 5.0
-
-
-def _key(ref: w.AttemptRef) -> str:
-    return f"{ref.run_id}/{ref.job_id}/{ref.attempt}/{ref.epoch}"
-
-
-class WorkerActor(Actor):
+class WorkerActor(MasterLink, Actor):
     """The worker actor. See the module docstring."""
 
     def __init__(self, options: WorkerOptions, *, keys: KeyRing | None = None,
@@ -164,6 +141,7 @@ class WorkerActor(Actor):
         if self.launcher is None:
             self.launcher = Launcher.start(on_exit=self._on_exit)
         self.send_every(self.options.heartbeat_interval, _Beat())
+        self.send_every(self.options.workspace_sweep, _SweepWorkspaces())
         self.spawn(self._connect_loop)
 
     def on_stop(self) -> None:
@@ -173,72 +151,6 @@ class WorkerActor(Actor):
         if self.endpoint is not None:
             self.endpoint.close()
         self.launcher.close()
-
-    # -- the connection -----------------------------------------------------------------------
-
-    def _connect_loop(self) -> None:
-        """Dial, register, wait for the link to end, and again, with a capped backoff."""
-        delay = self.options.reconnect_min
-        host, port = self.options.master
-        while not self._stopping:
-            try:
-                endpoint = dial(host, port, role=Role.WORKER, identity=self.options.name,
-                                keys=self.keys, local=self.ref, timeout=5.0)
-            except Exception as error:
-                log.info("cannot reach the master at %s:%d: %s", host, port, error)
-                gevent.sleep(delay)  # a reconnect backoff, not a wait for a condition
-                delay = min(delay * 2, self.options.reconnect_max)
-                continue
-            try:
-                running, finished = self.ref.ask(_RegistrationState(), timeout=10)
-                endpoint.remote.ask(w.RegisterWorker(
-                    self.options.name, self.options.tags, self.options.slots,
-                    socket.gethostname(), os.getpid(), running, finished,
-                    self.options.ephemeral), timeout=30)
-            except Exception as error:
-                log.warning("registration with the master failed: %s", error)
-                endpoint.close()
-                gevent.sleep(delay)
-                delay = min(delay * 2, self.options.reconnect_max)
-                continue
-            delay = self.options.reconnect_min
-            self.notify(_Connected(endpoint, tuple(result.ref for result in finished)))
-            while not self._stopping and not endpoint.wait_closed(5.0):
-                pass
-            self.notify(_Disconnected(endpoint))
-
-    @handles(_RegistrationState)
-    def _registration_state(self, msg: _RegistrationState):
-        # every attempt not reported yet, exited ones whose output is still being read too:
-        # the master declares lost what a registration leaves out
-        return tuple(self.attempts), tuple(self.unacked.values())
-
-    @handles(_Connected)
-    def _connected(self, msg: _Connected) -> None:
-        self.endpoint, self.master = msg.endpoint, msg.endpoint.remote
-        log.info("registered with the master at %s:%d", *self.options.master)
-        for ref in msg.reported:  # reported in the registration: the master has them
-            self.unacked.pop(ref, None)
-        for result in list(self.unacked.values()):  # finished while we were registering
-            self._send_result(result)
-        self._stop_if_drained()
-
-    @handles(_Disconnected)
-    def _disconnected(self, msg: _Disconnected) -> None:
-        if self.endpoint is msg.endpoint:
-            self.endpoint, self.master = None, None
-            log.warning("lost the master; reconnecting")
-
-    @handles(_Beat)
-    def _beat(self, msg: _Beat) -> None:
-        if self.master is not None:
-            self._tell_master(w.Heartbeat(tuple(self.attempts), self.draining))
-
-    def _tell_master(self, message: Any) -> None:
-        try:
-            self.master.tell(message, timeout=0.5)
-        except Exception as error:  # the connect loop notices a broken link
-            log.debug("could not tell the master %s: %s", type(message).__name__, error)
 
     # -- attempts -----------------------------------------------------------------------------
 
@@ -389,6 +301,15 @@ class WorkerActor(Actor):
         self.handing_back.discard(msg.ref)
         self._stop_if_drained()
 
+    @handles(_SweepWorkspaces)
+    def _sweep_workspaces(self, msg: _SweepWorkspaces) -> None:
+        """Retention on this worker: remove run directories unused for the retention age (the
+        file I/O runs in the threadpool so the loop keeps going)."""
+        active = {ref.run_id for ref in self.attempts}
+        self.spawn(gevent.get_hub().threadpool.apply, workspace.prune_runs,
+                   (self.options.data_dir, self.options.workspace_retention),
+                   {"keep": active})
+
     @handles(_Timeout)
     def _timeout(self, msg: _Timeout) -> None:
         attempt = self.attempts.get(msg.ref)
@@ -402,40 +323,4 @@ class WorkerActor(Actor):
         if attempt is not None and attempt.exit_code is None:
             attempt.reason = msg.reason
             self.launcher.kill(_key(msg.ref), self.options.kill_grace)
-
-    # -- draining -----------------------------------------------------------------------------
-
-    @handles(Drain)
-    def _drain(self, msg: Drain) -> None:
-        if self.draining:
-            return
-        self.draining = True
-        log.info("draining: %d attempts may run for %.0f s more", len(self.attempts),
-                 self.options.drain_timeout)
-        self._beat(_Beat())  # tell the master now, so that it sends no more work
-        if self._stop_if_drained():
-            return
-        self.send_after(self.options.drain_timeout, _DrainExpired())
-        self.send_after(self.options.drain_timeout + self.options.kill_grace + _REPORT_GRACE,
-                        _DrainGiveUp())
-
-    @handles(_DrainExpired)
-    def _drain_expired(self, msg: _DrainExpired) -> None:
-        for attempt in self.attempts.values():
-            attempt.handed_back = True
-            self.launcher.kill(_key(attempt.ref), self.options.kill_grace)
-
-    @handles(_DrainGiveUp)
-    def _drain_give_up(self, msg: _DrainGiveUp) -> None:
-        log.warning("stopping with %d attempts running and %d reports unacknowledged",
-                    len(self.attempts), len(self.unacked) + len(self.handing_back))
-        self.stop()
-
-    def _stop_if_drained(self) -> bool:
-        """Stop once draining and every attempt is over AND reported: stopping closes the
-        connection, which would drop a completion or a hand-back still on its way."""
-        if self.draining and not (self.attempts or self.unacked or self.handing_back):
-            self.stop()
-            return True
-        return False
 

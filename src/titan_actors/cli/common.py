@@ -45,14 +45,18 @@ def master_address(config: Config, master: str | None) -> tuple[str, int]:
     return config.host, config.port
 
 
-def connect(config: Config, master: str | None, identity: str = "titanctl"):
-    """A MasterClient for the master (see :func:`master_address`)."""
+def connect(config: Config, master: str | None, identity: str = "titanctl", *,
+            admin: bool = False):
+    """A MasterClient for the master (see :func:`master_address`); ``admin`` for the
+    commands that control the cluster (they need the cluster key when one is configured)."""
     from ..client import MasterClient
     from ..keys import keyring_from_config
+    from ..wire.roles import Role
 
     host, port = master_address(config, master)
     return MasterClient(host, port, keys=keyring_from_config(config),
-                        timeout=config.ask_timeout, identity=identity)
+                        timeout=config.ask_timeout, identity=identity,
+                        role=Role.ADMIN if admin else Role.CLIENT)
 
 
 def to_plain(value: Any) -> Any:

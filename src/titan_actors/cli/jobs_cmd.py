@@ -219,5 +219,5 @@ def workers(config: Config, json_out: bool = JSON_OPTION, master: str = MASTER_O
 @settings_options(*_CLIENT, "retention_age", "retention_runs")
 def prune(config: Config, master: str = MASTER_OPTION) -> None:
     """Drop finished runs past the retention age or count, with their logs; compacts the AOF."""
-    with connect(config, master) as client:
+    with connect(config, master, admin=True) as client:
         typer.echo(client.prune(config.retention_age, config.retention_runs))

@@ -25,7 +25,7 @@ def master(config: Config,
 
 
 @settings_options("data_dir", "host", "port", "key_file", "heartbeat_interval", "drain_timeout",
-                  "log_cap", "log_level", "ask_timeout")
+                  "log_cap", "log_level", "ask_timeout", "retention_age")
 def worker(config: Config,
            master: str = typer.Option(None, "--master", help="HOST:PORT of the master "
                                       "(default: --host/--port, TITAN_HOST/TITAN_PORT)."),

@@ -30,7 +30,8 @@ def run_worker(config: Config, master: tuple[str, int], name: str, tags: tuple[s
             name=name, master=master, data_dir=directory,
             tags=tags or default_tags(), slots=slots or os.cpu_count() or 1,
             heartbeat_interval=config.heartbeat_interval, drain_timeout=config.drain_timeout,
-            ephemeral=ephemeral, output_cap=config.log_cap)
+            ephemeral=ephemeral, output_cap=config.log_cap,
+            workspace_retention=config.retention_age)
         system = ActorSystem()
         worker = system.spawn(WorkerActor, options, keys=keyring_from_config(config),
                               name="worker")

@@ -1,0 +1,173 @@
+"""The worker's link to the master, and its drain: a mixin of
+:class:`~titan_actors.actors.worker.WorkerActor`.
+
+An owned greenlet dials with a capped backoff, registers (with what the worker still runs and
+what finished unacknowledged) and tells the actor by message; heartbeats are a timer. Draining
+(SIGTERM) stops new work and waits for running attempts up to the drain timeout, then hands
+them back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+
+from ..wire.bridge import Endpoint
+from ..wire.messages import worker as w
+from ..wire.roles import Role
+from ..wire.server import dial
+from .base import handles
+
+log = logging.getLogger("titan.worker")
+
+# how long a drained worker waits for the master to acknowledge its last reports
+_REPORT_GRACE = 5.0
+
+
+def _key(ref: w.AttemptRef) -> str:
+    """The launcher's name for an attempt."""
+    return f"{ref.run_id}/{ref.job_id}/{ref.attempt}/{ref.epoch}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Connected:
+    endpoint: Endpoint
+    reported: tuple[w.AttemptRef, ...] = ()  # the finished attempts the registration carried
+
+
+@dataclass(frozen=True, slots=True)
+class _Disconnected:
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class _Beat:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _RegistrationState:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Stop taking work; let running attempts finish for the drain timeout, then hand them back."""
+
+
+@dataclass(frozen=True, slots=True)
+class _DrainExpired:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _DrainGiveUp:
+    pass
+
+
+class MasterLink:
+    """Connection, registration, heartbeats and draining of a worker."""
+
+    def _connect_loop(self) -> None:
+        """Dial, register, wait for the link to end, and again, with a capped backoff."""
+        delay = self.options.reconnect_min
+        host, port = self.options.master
+        while not self._stopping:
+            try:
+                endpoint = dial(host, port, role=Role.WORKER, identity=self.options.name,
+                                keys=self.keys, local=self.ref, timeout=5.0)
+            except Exception as error:
+                log.info("cannot reach the master at %s:%d: %s", host, port, error)
+                gevent.sleep(delay)  # a reconnect backoff, not a wait for a condition
+                delay = min(delay * 2, self.options.reconnect_max)
+                continue
+            try:
+                running, finished = self.ref.ask(_RegistrationState(), timeout=10)
+                endpoint.remote.ask(w.RegisterWorker(
+                    self.options.name, self.options.tags, self.options.slots,
+                    socket.gethostname(), os.getpid(), running, finished,
+                    self.options.ephemeral), timeout=30)
+            except Exception as error:
+                log.warning("registration with the master failed: %s", error)
+                endpoint.close()
+                gevent.sleep(delay)
+                delay = min(delay * 2, self.options.reconnect_max)
+                continue
+            delay = self.options.reconnect_min
+            self.notify(_Connected(endpoint, tuple(result.ref for result in finished)))
+            while not self._stopping and not endpoint.wait_closed(5.0):
+                pass
+            self.notify(_Disconnected(endpoint))
+
+    @handles(_RegistrationState)
+    def _registration_state(self, msg: _RegistrationState):
+        # every attempt not reported yet, exited ones whose output is still being read too:
+        # the master declares lost what a registration leaves out
+        return tuple(self.attempts), tuple(self.unacked.values())
+
+    @handles(_Connected)
+    def _connected(self, msg: _Connected) -> None:
+        self.endpoint, self.master = msg.endpoint, msg.endpoint.remote
+        log.info("registered with the master at %s:%d", *self.options.master)
+        for ref in msg.reported:  # reported in the registration: the master has them
+            self.unacked.pop(ref, None)
+        for result in list(self.unacked.values()):  # finished while we were registering
+            self._send_result(result)
+        self._stop_if_drained()
+
+    @handles(_Disconnected)
+    def _disconnected(self, msg: _Disconnected) -> None:
+        if self.endpoint is msg.endpoint:
+            self.endpoint, self.master = None, None
+            log.warning("lost the master; reconnecting")
+
+    @handles(_Beat)
+    def _beat(self, msg: _Beat) -> None:
+        if self.master is not None:
+            self._tell_master(w.Heartbeat(tuple(self.attempts), self.draining))
+
+    def _tell_master(self, message: Any) -> None:
+        try:
+            self.master.tell(message, timeout=0.5)
+        except Exception as error:  # the connect loop notices a broken link
+            log.debug("could not tell the master %s: %s", type(message).__name__, error)
+
+    @handles(Drain)
+    def _drain(self, msg: Drain) -> None:
+        if self.draining:
+            return
+        self.draining = True
+        log.info("draining: %d attempts may run for %.0f s more", len(self.attempts),
+                 self.options.drain_timeout)
+        self._beat(_Beat())  # tell the master now, so that it sends no more work
+        if self._stop_if_drained():
+            return
+        self.send_after(self.options.drain_timeout, _DrainExpired())
+        self.send_after(self.options.drain_timeout + self.options.kill_grace + _REPORT_GRACE,
+                        _DrainGiveUp())
+
+    @handles(_DrainExpired)
+    def _drain_expired(self, msg: _DrainExpired) -> None:
+        for attempt in self.attempts.values():
+            attempt.handed_back = True
+            self.launcher.kill(_key(attempt.ref), self.options.kill_grace)
+
+    @handles(_DrainGiveUp)
+    def _drain_give_up(self, msg: _DrainGiveUp) -> None:
+        log.warning("stopping with %d attempts running and %d reports unacknowledged",
+                    len(self.attempts), len(self.unacked) + len(self.handing_back))
+        self.stop()
+
+    def _stop_if_drained(self) -> bool:
+        """Stop once draining and every attempt is over AND reported: stopping closes the
+        connection, which would drop a completion or a hand-back still on its way."""
+        if self.draining and not (self.attempts or self.unacked or self.handing_back):
+            self.stop()
+            return True
+        return False
+
