@@ -143,6 +143,11 @@ class ActorRef(Ref):
         timeout = DEFAULT_TELL_TIMEOUT if timeout is None else timeout
         self._cell.mailbox.put(envelope, lane_of(envelope.message), timeout)
 
+    @property
+    def crashed(self) -> bool:
+        """True once a crash (that its supervision did not restart) stopped the actor."""
+        return self._cell.crashed
+
     def join(self, timeout: float | None) -> bool:
         """Wait until the actor has stopped (None: as long as it runs). True once stopped."""
         self._cell.greenlet.join(timeout)

@@ -50,6 +50,7 @@ class _Cell:
         self.greenlet: gevent.Greenlet | None = None
         self._stop_requested = False
         self._deferred: set[Future] = set()
+        self.crashed = False  # True once a crash stopped this actor (not a requested stop)
 
     def request_stop(self) -> None:
         if not self._stop_requested and not self.mailbox.closed:
@@ -149,6 +150,7 @@ class _Cell:
         instance._shutdown()
         if self.budget.decide(self.system.clock.monotonic()) is Directive.STOP:
             log.error("actor %s stopped after the crash", self.name)
+            self.crashed = True
             self._fail_pending()
             return False
         log.warning("actor %s restarting", self.name)

@@ -22,7 +22,7 @@ from ..master.events import EventStream
 from ..master.logs import LogStore
 from ..master.workers import WorkerRegistry
 from ..scheduler import Backoff, Scheduler
-from ..scheduler.model import RunState
+from ..scheduler.model import JobState, RunState
 from ..wire.auth import KeyRing
 from ..wire.messages import master as m
 from ..wire.messages import worker as w
@@ -84,6 +84,7 @@ class _Committed:
     value: Any = None
     dispatches: tuple[Any, ...] = field(default_factory=tuple)
     failure: BaseException | None = None
+    kills: tuple[Any, ...] = field(default_factory=tuple)
 
 
 class MasterActor(ClientRequests, WorkerRequests, Actor):
@@ -103,8 +104,9 @@ class MasterActor(ClientRequests, WorkerRequests, Actor):
         self._due_timer = None
         self._due_at: float | None = None
         self._announced: set[str] = set()
-        self._output_expected: dict[tuple[str, str, int], int] = {}
-        self._output_received: dict[tuple[str, str, int], int] = {}
+        self._output_expected: dict[tuple[str, str, int, int], int] = {}
+        self._output_received: dict[tuple[str, str, int, int], int] = {}
+        self._last_barrier = None
         self.degraded: BaseException | None = None
 
     # -- life ---------------------------------------------------------------------------------
@@ -137,24 +139,36 @@ class MasterActor(ClientRequests, WorkerRequests, Actor):
 
     def _commit(self, records: list, *, reply_value: Any = None, want_reply: bool = False,
                 dispatches: tuple = ()) -> Future | None:
-        """Append ``records``; once durable, publish them, send ``dispatches`` and answer.
+        """Append ``records``; once durable, publish them, send ``dispatches`` and the kills
+        they imply, and answer.
 
         Returns the Future of the reply when ``want_reply``: the reply leaves only after the
-        fsync that covers the records (or fails with the persistence error).
+        fsync that covers the records, and after every earlier record too (an empty commit
+        waits for the last append), or fails with the persistence error.
         """
         if self.degraded is not None:
             raise PersistenceError(f"the master cannot persist: {self.degraded}")
         reply = Future("durable reply") if want_reply else None
-        if not records:
-            self.notify(_Committed((), reply, reply_value, dispatches))
+        kills = tuple(kill for kill in map(views.kill_of, records) if kill is not None)
+        try:
+            for record in records:
+                self._last_barrier = self.aof.append(rec.encode(record))
+        except Exception as error:
+            # The scheduler already holds these records: without them on disk its state can no
+            # longer be trusted to match the file, so nothing more is accepted.
+            self.degraded = error
+            log.critical("the master's AOF refused a record; refusing further changes: %s",
+                         error)
+            raise PersistenceError(f"the master cannot persist: {error}") from error
+        committed = (tuple(records), reply, reply_value, dispatches)
+        barrier = self._last_barrier
+        if barrier is None or barrier.ready() and barrier.successful():
+            self.notify(_Committed(*committed, kills=kills))
             return reply
-        barrier = None
-        for record in records:
-            barrier = self.aof.append(rec.encode(record))
 
         def durable(done) -> None:
             failure = None if done.successful() else done.exception
-            self.notify(_Committed(tuple(records), reply, reply_value, dispatches, failure))
+            self.notify(_Committed(*committed, failure=failure, kills=kills))
         barrier.add_done_callback(durable)
         return reply
 
@@ -170,6 +184,8 @@ class MasterActor(ClientRequests, WorkerRequests, Actor):
             for event in views.events_of(record):
                 self.events.publish(**event)
         self._announce_finished_runs(views.runs_touched(msg.records))
+        for worker, ref in msg.kills:
+            self._kill(worker, ref, "cancelled")
         for assignment in msg.dispatches:
             self._send_dispatch(assignment)
         if msg.reply is not None:
@@ -206,6 +222,8 @@ class MasterActor(ClientRequests, WorkerRequests, Actor):
             return  # gone since the assignment: the lease check declares the attempt lost
         ref = w.AttemptRef(assignment.run_id, assignment.job_id, assignment.attempt,
                            assignment.epoch)
+        if not views.is_current(self.scheduler, ref, entry.name):
+            return  # cancelled (or otherwise ended) while its record was on its way to disk
         entry.running.add(ref)  # even unsent: the lease check must see it to declare it lost
         if not entry.connected:
             return
@@ -213,8 +231,12 @@ class MasterActor(ClientRequests, WorkerRequests, Actor):
         try:
             entry.ref.tell(w.Dispatch(ref, assignment.spec, self._token(ref), host, port),
                            timeout=1.0)
-        except Exception as error:  # a broken link: the lease will catch the attempt
-            log.warning("could not dispatch %s to %s: %s", ref, entry.name, error)
+        except Exception as error:
+            # A dispatch must not vanish on a live link: break it, so the worker registers
+            # again and the attempt it never got is declared lost and runs again.
+            log.warning("could not dispatch %s to %s (%s); dropping its link", ref,
+                        entry.name, error)
+            entry.ref.close()
 
     def _token(self, ref: w.AttemptRef) -> str:
         if self.keys is None:
@@ -265,6 +287,8 @@ class MasterActor(ClientRequests, WorkerRequests, Actor):
 
     @handles(_Retention)
     def _retention(self, msg: _Retention) -> None:
+        if self.degraded is not None:
+            return
         count, _ = self._prune_runs(self.options.retention_age, self.options.retention_runs)
         if count:
             log.info("retention pruned %d finished runs", count)
@@ -273,13 +297,15 @@ class MasterActor(ClientRequests, WorkerRequests, Actor):
 
     @handles(CheckToken)
     def _check_token(self, msg: CheckToken) -> bool:
-        """A job token is good while its attempt is the job's current, unfinished one."""
+        """A job token is good while its attempt (number and lease epoch, the epoch being the
+        token's nonce) is the job's running one."""
         claims = msg.claims
         try:
             job = self.scheduler.job(claims.run_id, claims.job_id)
         except UsageError:
             return False
-        return job.attempt == claims.attempt and not views.is_terminal(job.state)
+        return (job.state is JobState.RUNNING and job.attempt == claims.attempt
+                and job.epoch == int.from_bytes(claims.nonce, "big"))
 
     def _output_complete(self, run_id: str, job_id: str) -> bool:
         """The job ended and all the output its worker sent has arrived (or the wait for a
@@ -287,7 +313,7 @@ class MasterActor(ClientRequests, WorkerRequests, Actor):
         job = self.scheduler.job(run_id, job_id)
         if not views.is_terminal(job.state):
             return False
-        key = (run_id, job_id, job.attempt)
+        key = (run_id, job_id, job.attempt, job.epoch)
         expected = self._output_expected.get(key)
         if expected is None or self.logs.truncated(run_id, job_id):
             return True
@@ -298,4 +324,6 @@ class MasterActor(ClientRequests, WorkerRequests, Actor):
     @handles(_Due)
     def _on_due(self, msg: _Due) -> None:
         self._due_timer, self._due_at = None, None
+        if self.degraded is not None:
+            return
         self._advance(self.scheduler.due(self.clock.time()))

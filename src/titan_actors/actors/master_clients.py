@@ -6,7 +6,7 @@ state (scheduler, events, logs, workers) and its commit path.
 
 from __future__ import annotations
 
-from ..errors import PermissionDeniedError
+from ..errors import PermissionDeniedError, UsageError
 from ..master import views
 from ..wire.messages import master as m
 from ..wire.messages.control import Ping, Pong
@@ -47,57 +47,79 @@ class ClientRequests:
 
     @handles(m.Cancel)
     def _cancel(self, msg: m.Cancel, sender: Sender) -> Future:
-        run_id, job_id = views.resolve_target(self.scheduler, msg.ref)
+        try:
+            self.scheduler.run(msg.ref)
+            run_id, job_id = msg.ref, None
+        except UsageError:
+            run_id, job_id = self._resolve_job(msg.ref, sender)
         self._check_run_scope(sender, run_id)
         records = self.scheduler.cancel(run_id, job_id, self.clock.time())
-        for record in records:
-            kill = views.kill_of(record)
-            if kill is not None:
-                self._kill(*kill, reason="cancelled")
         what = f"job {run_id}/{job_id}" if job_id else f"run {run_id}"
         text = f"cancelled {what} ({len(records)} jobs changed)"
         return self._advance(records, reply_value=m.Done(text), want_reply=True)
 
     @handles(m.Retry)
     def _retry(self, msg: m.Retry, sender: Sender) -> Future:
-        run_id, job_id = self.scheduler.resolve(msg.ref)
-        self._check_run_scope(sender, run_id)
+        run_id, job_id = self._resolve_job(msg.ref, sender)
         records = self.scheduler.retry(run_id, job_id, self.clock.time())
         text = f"retrying {run_id}/{job_id} ({len(records)} jobs changed)"
         return self._advance(records, reply_value=m.Done(text), want_reply=True)
 
     @handles(m.Prune)
     def _prune(self, msg: m.Prune) -> Future:
-        count, reply = self._prune_runs(msg.older_than, msg.keep)
-        return reply
+        return self._prune_runs(msg.older_than, msg.keep)[1]
+
+    def _resolve_job(self, ref: str, sender: Sender) -> tuple[str, str]:
+        """A job reference; from a job, a bare id means a job of its own run."""
+        if sender.peer.role is Role.JOB and "/" not in ref:
+            job_id = ref.removeprefix("DAG-")
+            try:
+                self.scheduler.job(sender.peer.run_id, job_id)
+                return sender.peer.run_id, job_id
+            except UsageError:
+                pass
+        run_id, job_id = self.scheduler.resolve(ref)
+        self._check_run_scope(sender, run_id)
+        return run_id, job_id
 
     @handles(m.GetRun)
-    def _get_run(self, msg: m.GetRun) -> m.RunDetail:
-        return views.run_detail(self.scheduler, msg.run_ref, self.events.last_seq)
+    def _get_run(self, msg: m.GetRun, sender: Sender) -> m.RunDetail:
+        run_ref = msg.run_ref
+        if sender.peer.role is Role.JOB and run_ref in ("", "latest"):
+            run_ref = sender.peer.run_id
+        detail = views.run_detail(self.scheduler, run_ref, self.events.last_seq)
+        self._check_run_scope(sender, detail.run.run_id)
+        return detail
 
     @handles(m.ListRuns)
-    def _list_runs(self, msg: m.ListRuns) -> m.RunList:
-        return m.RunList(tuple(views.run_summary(r)
-                               for r in self.scheduler.runs()[:max(msg.limit, 0)]))
+    def _list_runs(self, msg: m.ListRuns, sender: Sender) -> m.RunList:
+        runs = self.scheduler.runs()
+        if sender.peer.role is Role.JOB:
+            runs = [r for r in runs if r.run_id == sender.peer.run_id]
+        return m.RunList(tuple(views.run_summary(r) for r in runs[:max(msg.limit, 0)]))
 
     @handles(m.GetJob)
-    def _get_job(self, msg: m.GetJob) -> m.JobDetail:
-        run_id, job_id = self.scheduler.resolve(msg.job_ref)
+    def _get_job(self, msg: m.GetJob, sender: Sender) -> m.JobDetail:
+        run_id, job_id = self._resolve_job(msg.job_ref, sender)
         history = [e for e in self.events.since(0, run_id, limit=100_000).events
                    if e.job_id == job_id]
         return views.job_detail(self.scheduler, run_id, job_id, history)
 
     @handles(m.GetLogs)
-    def _get_logs(self, msg: m.GetLogs) -> m.LogChunk:
-        run_id, job_id = self.scheduler.resolve(msg.job_ref)
+    def _get_logs(self, msg: m.GetLogs, sender: Sender) -> m.LogChunk:
+        run_id, job_id = self._resolve_job(msg.job_ref, sender)
         data = self.logs.read(run_id, job_id, msg.offset, msg.limit)
         finished = self._output_complete(run_id, job_id)
         return m.LogChunk(run_id, job_id, data, msg.offset, msg.offset + len(data), finished,
                           self.logs.truncated(run_id, job_id), self.events.last_seq)
 
     @handles(m.WaitEvents)
-    def _wait_events(self, msg: m.WaitEvents):
-        return self.events.wait(msg.after_seq, msg.run_id, min(max(msg.timeout, 0.0), 60.0))
+    def _wait_events(self, msg: m.WaitEvents, sender: Sender):
+        run_id = msg.run_id
+        if sender.peer.role is Role.JOB:
+            run_id = run_id or sender.peer.run_id
+            self._check_run_scope(sender, run_id)
+        return self.events.wait(msg.after_seq, run_id, min(max(msg.timeout, 0.0), 60.0))
 
     @handles(m.ListWorkers)
     def _list_workers(self, msg: m.ListWorkers) -> m.WorkerList:

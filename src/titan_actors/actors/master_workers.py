@@ -101,7 +101,7 @@ class WorkerRequests:
     @handles(w.JobOutput)
     def _output(self, msg: w.JobOutput) -> None:
         ref = msg.ref
-        key = (ref.run_id, ref.job_id, ref.attempt)
+        key = (ref.run_id, ref.job_id, ref.attempt, ref.epoch)
         self._output_received[key] = self._output_received.get(key, 0) + len(msg.data)
         try:
             kept = self.logs.append(ref.run_id, ref.job_id, msg.data)
@@ -115,14 +115,28 @@ class WorkerRequests:
     @handles(w.JobFinished)
     def _finished(self, msg: w.JobFinished, sender: Sender) -> Future:
         entry = self.workers.by_ref(sender.ref)
-        if entry is not None:
-            entry.running.discard(msg.result.ref)
+        ref = msg.result.ref
+        if entry is None or not self._holds(entry.name, ref):
+            # only the worker the attempt was dispatched to may end it
+            log.warning("refused a report of %s/%s from %s: not its worker", ref.run_id,
+                        ref.job_id, entry.name if entry else sender.peer.identity)
+            return self._commit([], want_reply=True)
+        entry.running.discard(ref)
         return self._advance(self._finish(msg.result), want_reply=True)
+
+    def _holds(self, worker: str, ref: w.AttemptRef) -> bool:
+        """Whether ``worker`` is the one the job's latest attempt was dispatched to (a stale
+        attempt number or epoch is refused later, by the scheduler)."""
+        try:
+            return self.scheduler.job(ref.run_id, ref.job_id).worker == worker
+        except UsageError:
+            return True  # unknown (pruned) jobs are refused as stale
 
     def _finish(self, result: w.AttemptResult) -> list:
         ref = result.ref
         self._unclaimed.pop((ref.run_id, ref.job_id), None)
-        self._output_expected[(ref.run_id, ref.job_id, ref.attempt)] = result.output_bytes
+        self._output_expected[(ref.run_id, ref.job_id, ref.attempt, ref.epoch)] = \
+            result.output_bytes
         try:
             return self.scheduler.finished(ref.run_id, ref.job_id, ref.attempt, ref.epoch,
                                            result.exit_code, self.clock.time(), result.reason)
@@ -164,6 +178,8 @@ class WorkerRequests:
 
     @handles(_CheckLeases)
     def _check_leases(self, msg: _CheckLeases) -> None:
+        if self.degraded is not None:
+            return
         now_mono = self.clock.monotonic()
         records: list = []
         for entry in self.workers.expired(now_mono):
@@ -205,4 +221,8 @@ class WorkerRequests:
             try:
                 entry.ref.tell(w.KillAttempt(ref, reason), timeout=1.0)
             except Exception as error:
-                log.warning("could not ask %s to kill %s: %s", worker, ref, error)
+                # a kill must not vanish: break the link; the worker registers again, and its
+                # report of an attempt that is no longer current gets it killed then
+                log.warning("could not ask %s to kill %s (%s); dropping its link", worker, ref,
+                            error)
+                entry.ref.close()

@@ -154,6 +154,8 @@ class MasterLink:
     @handles(_DrainExpired)
     def _drain_expired(self, msg: _DrainExpired) -> None:
         for attempt in self.attempts.values():
+            if attempt.exit_code is not None:
+                continue  # it ended (its output is still being read): report it, not hand it back
             attempt.handed_back = True
             self.launcher.kill(_key(attempt.ref), self.options.kill_grace)
 

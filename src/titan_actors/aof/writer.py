@@ -370,12 +370,14 @@ class AppendOnlyFile(_rw.CompactionMixin):
             with self._io_lock:
                 if self._state is not AofState.OPEN:
                     return
+                # the interval counts from when the fsync started: what it covers
+                started = self._o.clock()
                 try:
                     self._run_blocking(self._o.fsync, self._fd)
                 except OSError as e:
                     self._degrade(e, "background fsync")
                     return
-                self._last_sync = self._o.clock()
+                self._last_sync = started
 
     def _kick_syncer(self) -> None:
         """Make the ``EVERYSEC`` greenlet read the clock again now (tests with a manual clock)."""

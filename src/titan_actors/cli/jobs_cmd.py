@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..config import Config, settings_options
-from ..errors import UsageError
+from ..errors import AskTimeoutError, UsageError
 from ..wire.messages.master import EventKind
 from .common import (
     EXIT_FAILED,
@@ -58,9 +58,13 @@ def submit(config: Config,
         if not json_out:
             typer.echo(f"run {accepted.run_id} accepted: {len(accepted.job_ids)} jobs "
                        f"({spec.name}); following it")
-        summary = client.follow_run(
-            accepted.run_id, timeout,
-            on_event=None if json_out else _print_progress)
+        try:
+            summary = client.follow_run(accepted.run_id, timeout,
+                                        on_event=None if json_out else _print_progress)
+        except AskTimeoutError:
+            typer.echo(f"run {accepted.run_id} did not finish within {timeout:g} s (it goes "
+                       f"on: titanctl status {accepted.run_id})", err=True)
+            raise typer.Exit(EXIT_FAILED) from None
         detail = client.run(accepted.run_id)
     if json_out:
         print_json(detail)
@@ -174,13 +178,16 @@ def logs(config: Config, job: str = typer.Argument(..., help="JOB, RUN/JOB or DA
          master: str = MASTER_OPTION) -> None:
     """Print a job's output (stdout and stderr), verbatim."""
     with connect(config, master) as client:
+        first = client.logs(job, 0)
+        write_raw(first.data)
+        exact = f"{first.run_id}/{first.job_id}"  # a bare id resolves once: not to a newer run
         if follow:
-            for data in client.follow_logs(job):
+            for data in client.follow_logs(exact, first.next_offset):
                 write_raw(data)
             return
-        offset = 0
-        while True:
-            chunk = client.logs(job, offset)
+        offset = first.next_offset
+        while first.data:
+            chunk = client.logs(exact, offset)
             write_raw(chunk.data)
             if not chunk.data:
                 return

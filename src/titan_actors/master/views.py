@@ -56,15 +56,6 @@ def kill_of(record) -> tuple[str, AttemptRef] | None:
     return None
 
 
-def resolve_target(scheduler, ref: str) -> tuple[str, str | None]:
-    """A run id -> (run, None); a job reference -> (run, job)."""
-    try:
-        scheduler.run(ref)
-        return ref, None
-    except UsageError:
-        return scheduler.resolve(ref)
-
-
 def latest_run(scheduler, run_ref: str) -> RunView:
     if run_ref in ("", "latest"):
         runs = scheduler.runs()

@@ -15,6 +15,7 @@ def run_master(config: Config, ready_file: Path | None = None) -> int:
     """Serve until SIGTERM or SIGINT. Returns the process exit code."""
     from .common import patch
     patch()
+    import gevent
     from gevent.event import Event
 
     from ..actors.master import CheckToken, MasterActor, MasterOptions, PeerGone
@@ -49,10 +50,14 @@ def run_master(config: Config, ready_file: Path | None = None) -> int:
         server.start()
         stopping = Event()
         on_signals(lambda signum: stopping.set())
+        # a master actor that dies (a crash its policy does not survive) ends the process
+        gevent.spawn(lambda: (master.join(None), stopping.set()))
         log.info("master listening on %s:%d (data in %s)", host, port, directory)
         write_ready_file(ready_file, {"pid": os.getpid(), "host": host, "port": port})
         stopping.wait()
-        log.info("master stopping")
+        died = master.crashed
+        log.log(logging.ERROR if died else logging.INFO,
+                "master stopping%s", " because the master actor died" if died else "")
         server.stop(timeout=5)
         system.stop_all(timeout=10)
-    return 0
+    return 1 if died else 0

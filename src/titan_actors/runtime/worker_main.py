@@ -40,5 +40,6 @@ def run_worker(config: Config, master: tuple[str, int], name: str, tags: tuple[s
                  options.slots, *master)
         write_ready_file(ready_file, {"pid": os.getpid(), "name": name})
         worker.join(None)  # the process lives as long as its worker: until drained or failed
+        crashed = worker.crashed
         system.stop_all(timeout=10)
-    return 0
+    return 1 if crashed else 0
