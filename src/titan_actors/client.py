@@ -22,6 +22,7 @@ from .wire.messages.master import (
     Done,
     Event,
     EventBatch,
+    EventKind,
     GetJob,
     GetLogs,
     GetRun,
@@ -140,26 +141,41 @@ class MasterClient:
     # -- following ----------------------------------------------------------------------------
 
     def follow_run(self, run_id: str, timeout: float,
-                   on_event: Callable[[Event], None] | None = None) -> RunSummary:
-        """Wait until every job of ``run_id`` is terminal, following the event stream.
+                   on_event: Callable[[Event], None] | None = None,
+                   after_seq: int | None = None) -> RunSummary:
+        """Wait until ``run_id`` has finished, following the event stream from ``after_seq``
+        (``RunAccepted.last_seq`` shows a run from its start; default: from now).
 
-        Returns the run's final summary. Raises AskTimeoutError after ``timeout`` seconds.
+        The end is the run's own "finished" event, which the master publishes once the last
+        job's record is durable, so every job event before it has been delivered too. Returns
+        the run's final summary. Raises AskTimeoutError after ``timeout`` seconds.
         """
         deadline = time.monotonic() + timeout
         detail = self.run(run_id)
-        after = detail.last_seq
-        while detail.run.state is RunState.ACTIVE:
+        if after_seq is None:
+            if detail.run.state is not RunState.ACTIVE:
+                return detail.run
+            after_seq = detail.last_seq
+        after = after_seq
+        while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AskTimeoutError(f"run {run_id} did not finish within {timeout} s")
             batch = self.wait_events(after, min(remaining, _LONG_POLL), run_id)
             after = batch.last_seq
+            ended = False
             for event in batch.events:
                 if on_event is not None:
                     on_event(event)
-            if batch.events or batch.reset:
+                ended = ended or (event.kind is EventKind.RUN and event.run_state is not None
+                                  and event.run_state is not RunState.ACTIVE)
+            if ended:
+                return self.run(run_id).run
+            if batch.reset:  # events were lost (a restart, a slow reader): trust the state
                 detail = self.run(run_id)
-        return detail.run
+                after = detail.last_seq
+                if detail.run.state is not RunState.ACTIVE:
+                    return detail.run
 
     def follow_logs(self, job_ref: str, offset: int = 0,
                     timeout: float | None = None) -> Iterator[bytes]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -171,3 +173,14 @@ def test_jobs_dispatched_as_their_worker_registers_are_reported_from_the_start(c
         assert any(e.detail.startswith("process ") and e.detail.endswith(" started")
                    for e in history), history
         assert cluster.client.log_text(ref) == b"first\n"
+
+
+def test_a_worker_whose_launcher_died_starts_a_new_one(cluster):
+    handle = cluster.add_worker("w1", slots=1)
+    launcher = handle.ref._cell.instance.launcher
+    os.kill(launcher.pid, signal.SIGKILL)
+    psutil.wait_procs([psutil.Process(launcher.pid)], timeout=5)
+    accepted = cluster.client.submit(run_spec("after-launcher", job("a", "echo alive")))
+    jobs = cluster.client.wait_run(accepted.run_id, timeout=10)
+    assert jobs["a"].state is JobState.COMPLETED and jobs["a"].attempt == 1
+    assert b"alive" in cluster.client.log_text(f"{accepted.run_id}/a")

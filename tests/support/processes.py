@@ -29,17 +29,15 @@ def wait_for_file(path: Path, process: subprocess.Popen, timeout: float = 30) ->
     Fails early, with the process's output, when the process exits first.
     """
     deadline = time.monotonic() + timeout
-    child = psutil.Process(process.pid)
     while not path.exists():
-        if process.poll() is not None:
-            out, err = process.communicate(timeout=5)
-            raise AssertionError(f"process exited with {process.returncode}: {out}{err}")
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} did not appear within {timeout} s")
-        try:
-            child.wait(timeout=0.01)  # a bounded wait on the process, not a sleep
-        except psutil.TimeoutExpired:
-            pass
+        try:  # a bounded wait on the process, not a sleep; Popen's own wait keeps the exit
+            process.wait(timeout=0.01)  # status (psutil's would reap it and lose it)
+        except subprocess.TimeoutExpired:
+            continue
+        out, err = process.communicate(timeout=5)
+        raise AssertionError(f"process exited with {process.returncode}: {out}{err}")
     return path.read_text()
 
 

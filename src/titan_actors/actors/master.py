@@ -9,6 +9,7 @@ the lease check and one timer for the scheduler's next due time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,6 +181,7 @@ class MasterActor(ClientRequests, WorkerRequests, Actor):
             if msg.reply is not None:
                 msg.reply.set_exception(msg.failure)
             return
+        before = self.events.last_seq
         for record in msg.records:
             for event in views.events_of(record):
                 self.events.publish(**event)
@@ -189,7 +191,10 @@ class MasterActor(ClientRequests, WorkerRequests, Actor):
         for assignment in msg.dispatches:
             self._send_dispatch(assignment)
         if msg.reply is not None:
-            msg.reply.set(msg.value)
+            value = msg.value
+            if isinstance(value, m.RunAccepted):  # a client follows the run from its start
+                value = dataclasses.replace(value, last_seq=before)
+            msg.reply.set(value)
         self._arm_due()
         if self.aof.needs_rewrite():
             self._compact()

@@ -15,6 +15,7 @@ from typing import Any
 
 import gevent
 
+from ..errors import LauncherBrokenError, LauncherClosedError
 from ..execution import workspace
 from ..execution.command import TitanEnv, build_command
 from ..execution.launcher_client import Launcher
@@ -183,7 +184,13 @@ class WorkerActor(MasterLink, Actor):
             host, port = self.options.master
             titan = TitanEnv(host, port, msg.token, ref.job_id, ref.run_id, ref.attempt)
             cmd = build_command(spec, titan, str(script) if script else None)
-            process = self.launcher.launch(_key(ref), cmd.argv, cmd.env, str(run_dir))
+            try:
+                process = self.launcher.launch(_key(ref), cmd.argv, cmd.env, str(run_dir))
+            except (LauncherBrokenError, LauncherClosedError) as error:
+                # the launcher died (killed, out of memory): start a new one, try once more
+                log.error("the launcher is gone (%s); starting a new one", error)
+                self.launcher = Launcher.start(on_exit=self._on_exit)
+                process = self.launcher.launch(_key(ref), cmd.argv, cmd.env, str(run_dir))
         except Exception as error:
             log.warning("could not start %s: %s", _key(ref), error)
             attempt.output_done = True

@@ -1,4 +1,10 @@
-"""``titanctl up`` and ``titanctl down``: a local cluster of background processes."""
+"""``titanctl up`` and ``titanctl down``: a local cluster of background processes.
+
+``up`` records what it started in ``<data-dir>/cluster.json``: the master's address, and for the
+master and each worker its pid and its start time (psutil's ``create_time``). ``down`` signals a
+recorded pid only while the process with that pid is the one ``up`` started (same start time), so
+a pid the kernel gave again to an unrelated process is never touched.
+"""
 
 from __future__ import annotations
 
@@ -17,34 +23,79 @@ from ..config import Config, settings_options
 from ..errors import UsageError
 
 CLUSTER_FILE = "cluster.json"
+_SAME_START_S = 0.05  # create_time comes from clock ticks: allow for rounding
 
 
 def _titanctl() -> list[str]:
     return [sys.executable, "-m", "titan_actors.cli"]
 
 
-def _alive(pid: int) -> bool:
+def _recorded(entry: dict) -> psutil.Process | None:
+    """The live process that ``entry`` ({pid, create_time}) recorded, or None when it ended
+    (a zombie counts as ended) or its pid now belongs to another process."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        process = psutil.Process(entry["pid"])
+        if "create_time" in entry and \
+                abs(process.create_time() - entry["create_time"]) > _SAME_START_S:
+            return None
+        return None if process.status() == psutil.STATUS_ZOMBIE else process
+    except psutil.Error:
+        return None
+
+
+def _identity(pid: int, what: str) -> dict:
+    try:
+        return {"pid": pid, "create_time": psutil.Process(pid).create_time()}
+    except psutil.Error:
+        raise UsageError(f"the {what} (pid {pid}) exited right after it was ready") from None
+
+
+def _wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until each process ended (a zombie counts: init reaps it, in its own time).
+    Returns those still running after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    alive = list(processes)
+    while alive:
+        for process in alive:
+            try:  # a bounded wait on the process itself, never a blind sleep
+                process.wait(timeout=max(min(0.05, deadline - time.monotonic()), 0))
+            except psutil.TimeoutExpired:
+                pass
+        alive = [p for p in alive if _running(p)]
+        if time.monotonic() >= deadline:
+            break
+    return alive
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _log_tail(log: Path, lines: int = 3) -> str:
+    try:
+        tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return "".join(f"\n  {line}" for line in tail[-lines:])
 
 
 def _wait_ready(path: Path, process: subprocess.Popen, what: str, log: Path,
                 timeout: float) -> dict:
     """Wait for a ready file (bounded waits on the process, never a blind sleep)."""
     deadline = time.monotonic() + timeout
-    child = psutil.Process(process.pid)
     while not path.exists():
-        if process.poll() is not None:
-            raise UsageError(f"the {what} exited with code {process.returncode} before it was "
-                             f"ready; see {log}")
         if time.monotonic() > deadline:
-            raise UsageError(f"the {what} was not ready within {timeout:.0f} s; see {log}")
-        try:
-            child.wait(timeout=0.02)
-        except psutil.TimeoutExpired:
-            pass
+            raise UsageError(f"the {what} was not ready within {timeout:.0f} s; see {log}"
+                             f"{_log_tail(log)}")
+        try:  # Popen's own wait: it keeps the exit status (psutil's would reap it away)
+            process.wait(timeout=0.02)
+        except subprocess.TimeoutExpired:
+            continue
+        raise UsageError(f"the {what} exited with code {process.returncode} before it was "
+                         f"ready; see {log}{_log_tail(log)}")
     return json.loads(path.read_text())
 
 
@@ -54,6 +105,29 @@ def _start(args: list[str], log: Path, env: dict) -> subprocess.Popen:
                                 stdin=subprocess.DEVNULL, start_new_session=True, env=env)
 
 
+def _read_state(state_file: Path) -> dict:
+    try:
+        state = json.loads(state_file.read_text())
+        valid = isinstance(state["master"]["pid"], int) and isinstance(state["workers"], list)
+    except (ValueError, KeyError, TypeError):
+        valid = False
+    if not valid:
+        raise UsageError(f"{state_file} is not what `titanctl up` writes (it needs master.pid "
+                         "and workers); stop the processes it names by hand, then remove it")
+    return state
+
+
+def _refuse_if_running(state_file: Path, root: Path) -> None:
+    if not state_file.exists():
+        return
+    state = _read_state(state_file)
+    if _recorded(state["master"]) is not None:
+        typer.echo(f"a cluster is already running from {root} (master "
+                   f"{state['master']['host']}:{state['master']['port']}); "
+                   "`titanctl down` stops it", err=True)
+        raise typer.Exit(1)
+
+
 @settings_options("data_dir", "port", "key_file", "log_level")
 def up(config: Config,
        workers: int = typer.Option(2, "--workers", min=0, help="Workers to start."),
@@ -61,47 +135,74 @@ def up(config: Config,
                                  "the CPU count)."),
        timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for readiness.")
        ) -> None:
-    """Start a local cluster in the background: a master and workers (see `titanctl down`)."""
+    """Start a local cluster in the background: a master and workers (see `titanctl down`).
+
+    Exit status 1 when a cluster is already running from the data directory; 2 when a
+    component could not start (what was started is stopped again).
+    """
     root = Path(config.data_dir)
     root.mkdir(parents=True, exist_ok=True)
     state_file = root / CLUSTER_FILE
-    if state_file.exists():
-        state = json.loads(state_file.read_text())
-        if _alive(state["master"]["pid"]):
-            typer.echo(f"a cluster is already running from {root} (master "
-                       f"{state['master']['host']}:{state['master']['port']}); "
-                       "`titanctl down` stops it")
-            raise typer.Exit(1)
-    env = dict(os.environ, TITAN_DATA_DIR=str(root))
+    _refuse_if_running(state_file, root)
+    env = dict(os.environ, TITAN_DATA_DIR=str(root), TITAN_LOG_LEVEL=str(config.log_level))
     if config.key_file:
         env["TITAN_KEY_FILE"] = str(config.key_file)
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
     for stale in root.glob("*.ready"):
         stale.unlink()
+    started: list[tuple[str, subprocess.Popen]] = []
+    try:
+        state = _start_all(config, root, logs, env, workers, slots, timeout, started)
+    except BaseException:  # a failed or interrupted start leaves nothing running
+        _stop_started([process for _, process in started])
+        raise
+    state_file.write_text(json.dumps(state, indent=2))
+    address = f"{state['master']['host']}:{state['master']['port']}"
+    typer.echo(f"master   {address}   (pid {state['master']['pid']}, log "
+               f"{logs / 'master.log'})")
+    for entry in state["workers"]:
+        typer.echo(f"{entry['name']} connected (pid {entry['pid']}, log "
+                   f"{logs / (entry['name'] + '.log')})")
+    typer.echo(f"\nnext: titanctl submit pipelines/quickstart/pipeline.yaml --wait --master "
+               f"{address}\n      titanctl status --master {address}\n      titanctl down "
+               f"--data-dir {root}")
+
+
+def _start_all(config: Config, root: Path, logs: Path, env: dict, workers: int,
+               slots: int | None, timeout: float,
+               started: list[tuple[str, subprocess.Popen]]) -> dict:
+    """Start the master, then the workers, and wait until every worker registered. Appends
+    each process to ``started`` as soon as it exists; returns the cluster.json state."""
     master = _start(["master", "--port", str(config.port), "--ready-file",
                      str(root / "master.ready")], logs / "master.log", env)
+    started.append(("master", master))
     info = _wait_ready(root / "master.ready", master, "master", logs / "master.log", timeout)
     address = f"{info['host']}:{info['port']}"
-    started = []
     for index in range(1, workers + 1):
         name = f"worker-{index}"
         args = ["worker", "--master", address, "--name", name, "--ready-file",
                 str(root / f"{name}.ready")] + (["--slots", str(slots)] if slots else [])
         started.append((name, _start(args, logs / f"{name}.log", env)))
-    state = {"data_dir": str(root), "master": {"pid": master.pid, **info}, "workers": []}
-    for name, process in started:
-        ready = _wait_ready(root / f"{name}.ready", process, name, logs / f"{name}.log",
-                            timeout)
-        state["workers"].append({"name": name, "pid": ready["pid"]})
-    _wait_registered(config, address, [name for name, _ in started], timeout)
-    state_file.write_text(json.dumps(state, indent=2))
-    typer.echo(f"master   {address}   (pid {master.pid}, log {logs / 'master.log'})")
-    for name, process in started:
-        typer.echo(f"{name} connected (pid {process.pid}, log {logs / (name + '.log')})")
-    typer.echo(f"\nnext: titanctl submit pipelines/quickstart/pipeline.yaml --wait --master "
-               f"{address}\n      titanctl status --master {address}\n      titanctl down "
-               f"--data-dir {root}")
+    state = {"data_dir": str(root),
+             "master": {**info, **_identity(master.pid, "master")}, "workers": []}
+    for name, process in started[1:]:
+        _wait_ready(root / f"{name}.ready", process, name, logs / f"{name}.log", timeout)
+        state["workers"].append({"name": name, **_identity(process.pid, name)})
+    _wait_registered(config, address, [name for name, _ in started[1:]], timeout)
+    return state
+
+
+def _stop_started(processes: list[subprocess.Popen]) -> None:
+    for process in reversed(processes):  # workers first, then the master
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
 
 
 def _wait_registered(config: Config, address: str, names: list[str], timeout: float) -> None:
@@ -132,19 +233,23 @@ def down(config: Config,
     if not state_file.exists():
         typer.echo(f"no cluster is running from {root}")
         raise typer.Exit(1)
-    state = json.loads(state_file.read_text())
-    for group in ([w["pid"] for w in state["workers"]], [state["master"]["pid"]]):
+    state = _read_state(state_file)
+    for group in (state["workers"], [state["master"]]):
         procs = []
-        for pid in group:
+        for entry in group:
+            process = _recorded(entry)
             try:
-                process = psutil.Process(pid)
-                process.send_signal(signal.SIGTERM)
-                procs.append(process)
+                if process is not None:
+                    process.send_signal(signal.SIGTERM)
+                    procs.append(process)
             except psutil.Error:
                 pass
-        _, alive = psutil.wait_procs(procs, timeout=timeout)
+        alive = _wait_gone(procs, timeout)
         for process in alive:
-            process.kill()
-        psutil.wait_procs(alive, timeout=5)
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
+        _wait_gone(alive, 5)
     state_file.unlink()
     typer.echo(f"stopped the cluster in {root}")

@@ -60,7 +60,8 @@ def submit(config: Config,
                        f"({spec.name}); following it")
         try:
             summary = client.follow_run(accepted.run_id, timeout,
-                                        on_event=None if json_out else _print_progress)
+                                        on_event=None if json_out else _print_progress,
+                                        after_seq=accepted.last_seq)
         except AskTimeoutError:
             typer.echo(f"run {accepted.run_id} did not finish within {timeout:g} s (it goes "
                        f"on: titanctl status {accepted.run_id})", err=True)
@@ -159,7 +160,8 @@ def _print_job(detail) -> None:
                          ("finished", when(job.finished_at))):
         typer.echo(f"  {label:<12} {value}")
     for event in detail.history:
-        typer.echo(f"  {_event_line(event)}")
+        if event.kind is not EventKind.LOG:  # output is for `titanctl logs`, not a state change
+            typer.echo(f"  {_event_line(event)}")
 
 
 @settings_options(*_CLIENT)

@@ -102,9 +102,12 @@ class SubmitRun(Message):
 
 @message(101)
 class RunAccepted(Message):
+    """A submission was kept; its events follow ``last_seq`` in the event stream."""
+
     run_id: str
     name: str
     job_ids: tuple[str, ...]
+    last_seq: int = 0
 
 
 @message(102, requires=Capability.EXTEND_OWN_RUN)
