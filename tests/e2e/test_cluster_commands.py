@@ -133,6 +133,9 @@ def test_every_read_command_takes_json(cluster, tmp_path):
     assert job["job"] == described["job"]
     assert described["job"]["parents"] == ["a"] and described["job"]["state"] == "completed"
     assert any(e["job_state"] == "completed" for e in described["history"])
+    logs = cluster.json("logs", f"{run_id}/a")
+    assert logs["job_id"] == "a" and logs["finished"] and not logs["truncated"]
+    assert isinstance(logs["output"], str)
     workers = cluster.json("workers")
     assert sorted(w["name"] for w in workers) == ["worker-1", "worker-2"]
     assert all(w["connected"] and w["slots"] == 2 for w in workers)

@@ -177,10 +177,19 @@ def describe(config: Config, job: str = typer.Argument(..., help="JOB, RUN/JOB o
 def logs(config: Config, job: str = typer.Argument(..., help="JOB, RUN/JOB or DAG-JOB."),
          follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing output "
                                      "until the job ends."),
-         master: str = MASTER_OPTION) -> None:
-    """Print a job's output (stdout and stderr), verbatim."""
+         json_out: bool = JSON_OPTION, master: str = MASTER_OPTION) -> None:
+    """Print a job's output (stdout and stderr), verbatim (--json: as one JSON object, the
+    output decoded as UTF-8 with bad bytes replaced)."""
     with connect(config, master) as client:
         first = client.logs(job, 0)
+        if json_out:
+            data, chunk = first.data, first
+            while chunk.data:
+                chunk = client.logs(f"{first.run_id}/{first.job_id}", chunk.next_offset)
+                data += chunk.data
+            print_json({"run_id": first.run_id, "job_id": first.job_id, "output": data,
+                        "finished": chunk.finished, "truncated": chunk.truncated})
+            return
         write_raw(first.data)
         exact = f"{first.run_id}/{first.job_id}"  # a bare id resolves once: not to a newer run
         if follow:
