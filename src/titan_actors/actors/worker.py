@@ -27,6 +27,7 @@ from ..wire.messages import worker as w
 from ..wire.messages.control import Ping, Pong
 from .base import Actor, Sender, handles
 from .worker_link import Drain, MasterLink, _Beat, _key
+from .worker_reports import ReportBook
 
 __all__ = ["Drain", "WorkerActor", "WorkerOptions"]
 
@@ -139,6 +140,10 @@ class WorkerActor(MasterLink, Actor):
         if killed:
             log.warning("killed %d leftover processes of a previous life", len(killed))
         self.children = ChildRegistry(self.options.data_dir)
+        self.reports = ReportBook(self.options.data_dir)
+        self.unacked.update(self.reports.load())
+        if self.unacked:
+            log.info("%d reports of a previous life wait for the master", len(self.unacked))
         if self.launcher is None:
             self.launcher = Launcher.start(on_exit=self._on_exit)
         self.send_every(self.options.heartbeat_interval, _Beat())
@@ -152,6 +157,12 @@ class WorkerActor(MasterLink, Actor):
         if self.endpoint is not None:
             self.endpoint.close()
         self.launcher.close()
+
+    def _save_reports(self) -> None:
+        try:
+            self.reports.save(self.unacked.values())
+        except OSError as error:  # the reports stay in memory; only a crash would lose them
+            log.error("cannot save the worker's reports: %s", error)
 
     # -- attempts -----------------------------------------------------------------------------
 
@@ -273,6 +284,7 @@ class WorkerActor(MasterLink, Actor):
             result = w.AttemptResult(ref, attempt.exit_code, reason, self.clock.time(),
                                      attempt.output_bytes)
             self.unacked[ref] = result
+            self._save_reports()
             self._send_result(result)
         self._stop_if_drained()
 
@@ -289,7 +301,8 @@ class WorkerActor(MasterLink, Actor):
 
     @handles(_Acked)
     def _acked(self, msg: _Acked) -> None:
-        self.unacked.pop(msg.ref, None)
+        if self.unacked.pop(msg.ref, None) is not None:
+            self._save_reports()
         self._stop_if_drained()
 
     def _report_hand_back(self, ref: w.AttemptRef) -> None:

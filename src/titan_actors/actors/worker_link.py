@@ -116,6 +116,7 @@ class MasterLink:
         log.info("registered with the master at %s:%d", *self.options.master)
         for ref in msg.reported:  # reported in the registration: the master has them
             self.unacked.pop(ref, None)
+        self._save_reports()
         for result in list(self.unacked.values()):  # finished while we were registering
             self._send_result(result)
         self._stop_if_drained()
