@@ -66,12 +66,6 @@ class _Attempt:
     output_bytes: int = 0
 
 
-
-
-
-
-
-
 @dataclass(frozen=True, slots=True)
 class _Exited:
     key: str
@@ -99,21 +93,16 @@ class _Timeout:
     ref: w.AttemptRef
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class _SweepWorkspaces:
     pass
 
 
+def _lost_marker(count: int) -> bytes:
+    return (f"\n[titan: {count} bytes of output were lost while the master was unreachable]\n"
+            .encode())
 
 
-
-
-
-
-# After the drain timeout: how long killed attempts' reports may wait for the master's
-# acknowledgement before the worker stops anyway (the master's lease then covers them).
 class WorkerActor(MasterLink, Actor):
     """The worker actor. See the module docstring."""
 
@@ -224,18 +213,23 @@ class WorkerActor(MasterLink, Actor):
         when it is full: the job's pipe then fills and the job waits too (backpressure, bounded
         memory), and the actor's loop is never held up. Without a master, output is dropped.
         """
-        sent = [0]
+        sent, lost = [0], [0]
 
         def ship(stream, data: bytes) -> None:
             master = self.master
             if master is None:
+                lost[0] += len(data)
                 return
+            if lost[0]:  # say so in the log itself: a gap must not pass unnoticed
+                data = _lost_marker(lost[0]) + data
             try:
                 master.tell(w.JobOutput(ref, int(stream), data), timeout=30.0)
             except Exception as error:  # the link broke: this batch is lost with it
                 log.debug("output of %s dropped: %s", _key(ref), error)
+                lost[0] += len(data)
                 return
             sent[0] += len(data)
+            lost[0] = 0
 
         capture = OutputCapture(process.stdout_fd, process.stderr_fd, ship,
                                 cap_bytes=self.options.output_cap).start()
@@ -244,6 +238,8 @@ class WorkerActor(MasterLink, Actor):
                 pass
         finally:
             capture.close()
+        if lost[0]:
+            ship(2, b"")
         self.notify(_OutputDone(ref, sent[0]))
 
     def _on_exit(self, process, exit_code: int) -> None:

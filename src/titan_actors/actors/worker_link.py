@@ -25,7 +25,8 @@ from .base import handles
 
 log = logging.getLogger("titan.worker")
 
-# how long a drained worker waits for the master to acknowledge its last reports
+# After the drain timeout: how long killed attempts' reports may wait for the master's
+# acknowledgement before the worker stops anyway (the master's lease then covers them).
 _REPORT_GRACE = 5.0
 
 
