@@ -282,7 +282,7 @@ _WORKER = """
     import sys
     from titan_actors.execution.launcher_client import Launcher
     launcher = Launcher.start()
-    proc = launcher.launch("job", [sys.executable, "-c", "import time; time.sleep(60)"],
+    proc = launcher.launch("job", [sys.executable, "-c", "import signal; signal.pause()"],
                            {}, "/", capture=False)
     print(launcher.pid, proc.pid, flush=True)
     sys.stdin.read()  # until the test kills us
