@@ -1,0 +1,314 @@
+"""The Titan-compatible Python SDK: :class:`TitanJob` and :class:`TitanClient` (COMPAT.md,
+"Python SDK").
+
+A thin adapter over :class:`titan_actors.client.MasterClient` (blocking, gevent-free): each method
+builds one request, calls the client core and turns the answer into the value the original SDK
+returned. No method raises on a refusal or a transport failure: a refusal is a string starting
+with ``ERROR: ``, an unreachable master one starting with ``CONNECTION_ERROR: ``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from titan_actors.client import DEFAULT_HOST, DEFAULT_PORT, MasterClient
+from titan_actors.errors import (
+    AskTimeoutError,
+    ConnectionError_,
+    HandshakeError,
+    PipelineError,
+    ProtocolError,
+    TitanError,
+    UnknownJobError,
+    UnknownRunError,
+    UsageError,
+)
+from titan_actors.scheduler.model import JobSpec, RunSpec
+
+__all__ = ["TITAN_HOST", "TITAN_PORT", "TitanClient", "TitanJob"]
+
+TITAN_HOST = os.environ.get("TITAN_HOST", DEFAULT_HOST)
+TITAN_PORT = int(os.environ.get("TITAN_PORT", DEFAULT_PORT))
+
+ACCEPTED = "DAG_ACCEPTED"
+_SERVICE_TYPES = frozenset({"SERVICE", "DEPLOY_PAYLOAD"})
+_T = TypeVar("_T")
+
+
+class TitanJob:
+    """One job of a DAG, as the original SDK describes it.
+
+    ``filename`` is read now (a missing file raises FileNotFoundError naming the path, except for
+    ``is_archive`` jobs, whose file is an entry of an uploaded archive); ``script_content`` is a
+    Python script's text instead. ``args`` is one string, split like a shell would. ``delay`` is
+    in milliseconds.
+    """
+
+    def __init__(self, job_id: str, filename: str | None = None, job_type: str = "RUN_PAYLOAD",
+                 args: str | None = None, parents: Iterable[str] | None = None, port: int = 0,
+                 is_archive: bool = False, priority: int = 1, delay: int = 0,
+                 affinity: bool = False, requirement: str = "GENERAL",
+                 hitl_message: str | None = None, max_wait_seconds: int = 172800,
+                 script_content: str | None = None) -> None:
+        self.id = job_id
+        self.filename = filename
+        self.job_type = job_type
+        self.args = args
+        self.parents = list(parents) if parents is not None else []
+        self.port = port
+        self.is_archive = is_archive
+        self.priority = priority
+        self.delay = delay
+        self.affinity = affinity
+        self.requirement = requirement
+        self.hitl_message = hitl_message
+        self.max_wait_seconds = max_wait_seconds
+        self.script_content = script_content
+        self._script = b""
+        if script_content is not None:
+            self._script = script_content.encode()
+        elif filename is not None and not is_archive:
+            path = Path(filename)
+            if not path.is_file():
+                raise FileNotFoundError(f"TitanJob {job_id!r}: script file {filename} does not "
+                                        f"exist (looked for {path.resolve()})")
+            self._script = path.read_bytes()
+
+    def __repr__(self) -> str:
+        return f"TitanJob(job_id={self.id!r}, filename={self.filename!r}, " \
+               f"job_type={self.job_type!r}, parents={self.parents!r})"
+
+    def unsupported(self) -> str | None:
+        """The feature this job needs that is not built yet, or None."""
+        if self.job_type in _SERVICE_TYPES:
+            return f"job_type {self.job_type} (services)"
+        if self.hitl_message is not None:
+            return "hitl_message (human approval gates)"
+        if self.is_archive:
+            return "is_archive (project archives)"
+        return None
+
+    def to_spec(self) -> JobSpec:
+        """The job as the master takes it. Raises UsageError for a feature not supported yet
+        or an ``args`` string that does not split."""
+        feature = self.unsupported()
+        if feature is not None:
+            raise UsageError(f"job {self.id!r}: {feature} is not supported yet")
+        if self.script_content is not None:
+            script_name = "script.py"
+        elif self.filename is not None:
+            script_name = os.path.basename(self.filename)
+        else:
+            raise UsageError(f"job {self.id!r}: give filename or script_content")
+        try:
+            args = tuple(shlex.split(self.args)) if self.args else ()
+        except ValueError as error:
+            raise UsageError(f"job {self.id!r}: args {self.args!r} do not split like a shell "
+                             f"would ({error})") from None
+        return JobSpec(id=self.id, script_name=script_name, script=self._script, args=args,
+                       parents=tuple(self.parents), priority=self.priority,
+                       delay=self.delay / 1000.0, requirement=self.requirement,
+                       affinity=bool(self.affinity), port=self.port)
+
+
+class TitanClient:
+    """A client of the master, with the original SDK's methods and return values.
+
+    Host and port default to ``TITAN_HOST`` / ``TITAN_PORT`` (127.0.0.1:9090); credentials to
+    ``key_file`` or ``token``, else ``TITAN_TOKEN`` (inside a job) or ``TITAN_KEY_FILE``. One
+    connection is opened on the first call and kept (reopened after a failure); use as a context
+    manager or call :meth:`close`.
+    """
+
+    def __init__(self, host: str | None = None, port: int | None = None, timeout: float = 30.0,
+                 key_file: str | os.PathLike[str] | None = None,
+                 token: str | None = None) -> None:
+        self.host = host or os.environ.get("TITAN_HOST", DEFAULT_HOST)
+        self.port = int(port if port is not None else os.environ.get("TITAN_PORT", DEFAULT_PORT))
+        self.timeout = timeout
+        self._key_file = key_file
+        self._token = token
+        self._client: MasterClient | None = None
+
+    def __enter__(self) -> "TitanClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            client.close()
+
+    # -- connection -----------------------------------------------------------------------------
+
+    def _connect(self) -> MasterClient:
+        if self._client is None:
+            from titan_actors.wire.auth import JobToken
+
+            token_text = self._token
+            key_file = self._key_file
+            if token_text is None and key_file is None:
+                token_text = os.environ.get("TITAN_TOKEN") or None
+                key_file = None if token_text else (os.environ.get("TITAN_KEY_FILE") or None)
+            token = JobToken.parse(token_text) if token_text else None
+            keys = None
+            if token is None and key_file is not None:
+                from titan_actors.keys import load_keyring
+                keys = load_keyring(Path(key_file))
+            self._client = MasterClient(self.host, self.port, keys=keys, token=token,
+                                        timeout=self.timeout, identity="titan-sdk")
+        return self._client
+
+    def _call(self, action: Callable[[MasterClient], _T], retry: bool = False) -> _T | str:
+        """``action(client)``, or the ``ERROR:`` / ``CONNECTION_ERROR:`` string it failed with.
+
+        ``retry``: a read, safe to try once more on a fresh connection when a kept one broke.
+        """
+        for attempt in (1, 2):
+            reused = self._client is not None
+            try:
+                return action(self._connect())
+            except (ConnectionError_, HandshakeError, ProtocolError, AskTimeoutError,
+                    OSError) as error:
+                self.close()
+                if retry and reused and attempt == 1:
+                    continue
+                where = f"{self.host}:{self.port}"
+                text = str(error) if where in str(error) else f"{where}: {error}"
+                return f"CONNECTION_ERROR: {text}"
+            except TitanError as error:
+                return f"ERROR: {error}"
+        raise AssertionError("unreachable")
+
+    # -- submitting -----------------------------------------------------------------------------
+
+    def submit_job(self, job: TitanJob) -> str:
+        """Submit one job as its own DAG (same as ``submit_dag(job.id, [job])``)."""
+        return self.submit_dag(job.id, [job])
+
+    def submit_dag(self, name: str, jobs: Iterable[TitanJob | JobSpec],
+                   agent_run_id: str | None = None) -> str:
+        """Submit ``jobs`` as a new run called ``name``: ``"DAG_ACCEPTED"``, or ``"ERROR: ..."``
+        saying why it was refused, or ``"CONNECTION_ERROR: ..."``."""
+        try:
+            specs = tuple(j if isinstance(j, JobSpec) else j.to_spec() for j in jobs)
+        except UsageError as error:
+            return f"ERROR: {error}"
+        spec = RunSpec(name=name, jobs=specs, agent_run_id=agent_run_id or "", source="sdk")
+        result = self._call(lambda c: c.submit(spec, _from_run()))
+        return result if isinstance(result, str) else ACCEPTED
+
+    def submit_yaml(self, path: str | os.PathLike[str], agent_run_id: str | None = None,
+                    wait: bool = False, poll_interval: float = 2, timeout: float = 300
+                    ) -> str | bool:
+        """Submit a YAML pipeline; the submit reply. With ``wait``: block until every job is
+        terminal (following the master's events; ``poll_interval`` is accepted for
+        compatibility) and return the reply, or False after ``timeout`` seconds."""
+        del poll_interval
+        try:
+            spec = load_yaml(path)
+        except PipelineError as error:
+            return f"ERROR: {error}"
+        if agent_run_id:
+            spec = replace(spec, agent_run_id=agent_run_id)
+
+        def submit(client: MasterClient) -> Any:
+            accepted = client.submit(spec, _from_run())
+            if not wait:
+                return ACCEPTED
+            try:
+                client.follow_run(accepted.run_id, timeout, after_seq=accepted.last_seq)
+            except AskTimeoutError:
+                return False
+            return ACCEPTED
+
+        return self._call(submit)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def get_job_status(self, job_id: str) -> str:
+        """PENDING, RUNNING, COMPLETED, DEAD or CANCELLED; ``"NULL"`` for an unknown id (with or
+        without the ``DAG-`` prefix)."""
+        def status(client: MasterClient) -> str:
+            try:
+                return client.job(job_id).job.status
+            except (UnknownJobError, UnknownRunError):
+                return "NULL"
+
+        return self._call(status, retry=True)
+
+    def fetch_logs(self, job_id: str) -> str:
+        """The job's output (stdout and stderr) so far, as one string; ``""`` for an unknown
+        id."""
+        def read(client: MasterClient) -> str:
+            out = bytearray()
+            offset = 0
+            try:
+                while True:
+                    chunk = client.logs(job_id, offset)
+                    if not chunk.data or chunk.next_offset <= offset:
+                        break
+                    out += chunk.data
+                    offset = chunk.next_offset
+            except (UnknownJobError, UnknownRunError):
+                return ""
+            return out.decode("utf-8", errors="replace")
+
+        return self._call(read, retry=True)
+
+    # -- not supported yet (the store, files, artifacts and services arrive later) ------------
+
+    def store_put(self, key: str, value: str) -> str:
+        return _not_yet("the store")
+
+    def store_get(self, key: str) -> str:
+        return _not_yet("the store")
+
+    def store_sadd(self, key: str, member: str) -> str:
+        return _not_yet("the store")
+
+    def store_smembers(self, key: str) -> str:
+        return _not_yet("the store")
+
+    def upload_file(self, path: str) -> str:
+        return _not_yet("file upload")
+
+    def upload_project_folder(self, path: str, project_name: str | None = None) -> str:
+        return _not_yet("project upload")
+
+    def deploy_script(self, path: str) -> str:
+        return _not_yet("the script library")
+
+    def publish_artifact(self, key: str, filename: str) -> str:
+        return _not_yet("artifacts")
+
+    def get_artifact(self, key: str, save_path: str | None = None) -> str:
+        return _not_yet("artifacts")
+
+    def fetch_artifact(self, filename: str, save_path: str | None = None) -> str:
+        return _not_yet("artifacts")
+
+    def stop_service(self, service_id: str) -> str:
+        return _not_yet("services")
+
+
+def _not_yet(feature: str) -> str:
+    return f"ERROR: {feature} is not supported yet"
+
+
+def _from_run() -> str:
+    """The submitting job's run (inside a job), so parents resolve in it first."""
+    return os.environ.get("TITAN_RUN_ID", "")
+
+
+def load_yaml(path: str | os.PathLike[str]) -> RunSpec:
+    """The pipeline at ``path`` (imported here: the loader needs ruamel.yaml)."""
+    from titan_actors.pipeline import load_pipeline
+    return load_pipeline(path)
