@@ -263,19 +263,31 @@ class TitanClient:
 
         return self._call(read, retry=True)
 
-    # -- not supported yet (the store, files, artifacts and services arrive later) ------------
+    # -- the store ----------------------------------------------------------------------------
 
     def store_put(self, key: str, value: str) -> str:
-        return _not_yet("the store")
+        """``"OK"`` once the write is durable."""
+        def put(client: MasterClient) -> str:
+            client.store_put(key, str(value))
+            return "OK"
+        return self._call(put)
 
     def store_get(self, key: str) -> str:
-        return _not_yet("the store")
+        """The value, or ``"NULL"`` when the key is missing."""
+        def get(client: MasterClient) -> str:
+            value = client.store_get(key)
+            return "NULL" if value is None else value
+        return self._call(get, retry=True)
 
-    def store_sadd(self, key: str, member: str) -> str:
-        return _not_yet("the store")
+    def store_sadd(self, key: str, member: str) -> int:
+        """``1`` if the member was new, ``0`` if it was there."""
+        return self._call(lambda client: client.store_sadd(key, str(member)))
 
-    def store_smembers(self, key: str) -> str:
-        return _not_yet("the store")
+    def store_smembers(self, key: str) -> list:
+        """The members of the set, as a list."""
+        return self._call(lambda client: list(client.store_members(key)), retry=True)
+
+    # -- not supported yet (files, artifacts and services arrive later) ------------------------
 
     def upload_file(self, path: str) -> str:
         return _not_yet("file upload")

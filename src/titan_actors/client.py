@@ -15,6 +15,7 @@ from .errors import AskTimeoutError, UsageError
 from .scheduler.model import JobSpec, RunSpec, RunState
 from .wire.auth import JobToken, KeyRing
 from .wire.blocking import BlockingClient
+from .wire.messages import store as st
 from .wire.messages.control import Ping, Pong
 from .wire.messages.master import (
     AddJobs,
@@ -133,6 +134,35 @@ class MasterClient:
 
     def prune(self, older_than: float, keep: int) -> str:
         return self._reply_text(self._conn.ask(Prune(older_than, keep)))
+
+    # -- the store ----------------------------------------------------------------------------
+
+    def store_get(self, key: str) -> str | None:
+        """The value of ``key``, or None when it is missing or expired."""
+        reply = self._conn.ask(st.StoreGet(key))
+        return reply.value if reply.found else None
+
+    def store_put(self, key: str, value: str, ttl: float | None = None) -> None:
+        """Set ``key``; with ``ttl`` (seconds) it expires. Returns once the write is durable."""
+        expires_at = time.time() + ttl if ttl else 0.0
+        self._conn.ask(st.StorePut(key, value, expires_at))
+
+    def store_delete(self, key: str) -> int:
+        """Delete ``key`` (its value and its set); 1 when something was there."""
+        return self._conn.ask(st.StoreDelete(key)).count
+
+    def store_sadd(self, key: str, member: str) -> int:
+        """Add ``member`` to the set ``key``: 1 when it was new, 0 when it was there."""
+        return self._conn.ask(st.StoreSetAdd(key, member)).count
+
+    def store_srem(self, key: str, member: str) -> int:
+        return self._conn.ask(st.StoreSetRemove(key, member)).count
+
+    def store_members(self, key: str) -> tuple[str, ...]:
+        return self._conn.ask(st.StoreMembers(key)).members
+
+    def store_keys(self, prefix: str = "") -> tuple[str, ...]:
+        return self._conn.ask(st.StoreKeys(prefix)).keys
 
     def wait_events(self, after_seq: int, timeout: float, run_id: str = "") -> EventBatch:
         """Long-poll the event stream: returns as soon as there is an event after ``after_seq``."""

@@ -28,7 +28,7 @@ from ..wire.auth import KeyRing
 from ..wire.messages import master as m
 from ..wire.messages import worker as w
 from ..wire.messages.handshake import JobTokenClaims
-from .base import Actor, handles
+from .base import Actor, Ref, handles
 from .future import Future
 from .master_clients import ClientRequests
 from .master_workers import PeerGone, WorkerRequests, _CheckLeases
@@ -92,10 +92,11 @@ class MasterActor(ClientRequests, WorkerRequests, Actor):
     """The master actor. See the module docstring."""
 
     def __init__(self, options: MasterOptions, *, keys: KeyRing | None = None,
-                 clock=None) -> None:
+                 clock=None, store: Ref | None = None) -> None:
         super().__init__(clock=clock)
         self.options = options
         self.keys = keys
+        self.store = store  # the store actor, embedded or across a connection
         self.scheduler = Scheduler(backoff=options.retry_backoff)
         self.workers = WorkerRegistry(options.lease)
         self.aof: AppendOnlyFile | None = None

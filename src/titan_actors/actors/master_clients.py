@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..errors import PermissionDeniedError, UsageError
 from ..master import views
 from ..wire.messages import master as m
+from ..wire.messages import store as st
 from ..wire.messages.control import Ping, Pong
 from ..wire.roles import Role
 from .base import Sender, handles
@@ -120,6 +121,15 @@ class ClientRequests:
             run_id = run_id or sender.peer.run_id
             self._check_run_scope(sender, run_id)
         return self.events.wait(msg.after_seq, run_id, min(max(msg.timeout, 0.0), 60.0))
+
+    @handles(st.StoreGet, st.StorePut, st.StoreDelete, st.StoreSetAdd, st.StoreSetRemove,
+             st.StoreMembers, st.StoreKeys)
+    def _store(self, msg, sender: Sender) -> Future:
+        """Clients reach the store through the master: one address for users. The store
+        answers once the write is durable; the master passes the answer on."""
+        if self.store is None:
+            raise UsageError("this master has no store")
+        return self.store.ask_async(msg, timeout=30.0)
 
     @handles(m.ListWorkers)
     def _list_workers(self, msg: m.ListWorkers) -> m.WorkerList:

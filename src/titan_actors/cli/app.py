@@ -12,7 +12,7 @@ import typer
 
 from .. import __version__
 from ..errors import ConnectionError_, TitanError
-from . import aof_cmd, cluster_cmd, config_cmd, jobs_cmd, key_cmd, ping_cmd, server_cmd
+from . import aof_cmd, cluster_cmd, config_cmd, jobs_cmd, key_cmd, kv_cmd, ping_cmd, server_cmd
 from .common import EXIT_UNREACHABLE, EXIT_USAGE
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app = typer.Typer(
 app.add_typer(key_cmd.app, name="key")
 app.add_typer(aof_cmd.app, name="aof")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(kv_cmd.app, name="kv")
 app.command("ping")(ping_cmd.ping)
 app.command("master")(server_cmd.master)
 app.command("worker")(server_cmd.worker)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ def run_master(config: Config, ready_file: Path | None = None) -> int:
     from gevent.event import Event
 
     from ..actors.master import CheckToken, MasterActor, MasterOptions, PeerGone
+    from ..actors.store import StoreActor, StoreOptions
     from ..actors.system import ActorSystem
     from ..datadir import DataDirLock, component_dir
     from ..keys import keyring_from_config
@@ -28,7 +30,8 @@ def run_master(config: Config, ready_file: Path | None = None) -> int:
 
     setup_logging(config.log_level)
     directory = component_dir(Path(config.data_dir), "master")
-    with DataDirLock(directory):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(DataDirLock(directory))
         keys = keyring_from_config(config)
         tls = server_context(config.tls_cert, config.tls_key, config.tls_ca) \
             if config.tls_cert else None
@@ -42,7 +45,10 @@ def run_master(config: Config, ready_file: Path | None = None) -> int:
                                 config.heartbeat_interval, config.lease, config.log_cap,
                                 retention_age=config.retention_age,
                                 retention_runs=config.retention_runs)
-        master = system.spawn(MasterActor, options, keys=keys, name="master")
+        store_dir = component_dir(Path(config.data_dir), "store")
+        stack.enter_context(DataDirLock(store_dir))
+        store = system.spawn(StoreActor, StoreOptions(store_dir), name="store")
+        master = system.spawn(MasterActor, options, keys=keys, name="master", store=store)
         server.target = master
         # a job token is good only while its attempt runs
         server.token_valid = lambda claims: master.ask(CheckToken(claims), timeout=10)
