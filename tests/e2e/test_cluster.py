@@ -248,3 +248,19 @@ def test_sigterm_drains_a_worker_and_down_stops_every_job(local_cluster, tmp_pat
     down = cluster.down()
     assert down.returncode == 0, down.stderr
     assert not wait_gone(processes, 10)
+
+
+def test_the_store_survives_a_sigkill_of_its_process(local_cluster):
+    """The store embedded in the master: acknowledged writes are in its AOF (everysec fsyncs
+    within about a second; a SIGKILL loses nothing the OS already has)."""
+    cluster = local_cluster("store")
+    cluster.up(workers=0)
+    for n in range(20):
+        assert cluster.ctl("kv", "put", f"k{n}", f"v{n}|;\n✓").returncode == 0
+    assert cluster.ctl("kv", "sadd", "members", "a").stdout.strip() == "1"
+    cluster.kill(cluster.state["master"]["pid"])
+    cluster.restart_master()
+    got = cluster.ctl("kv", "get", "k19")
+    assert got.returncode == 0 and got.stdout == "v19|;\n✓\n"
+    assert cluster.ctl("kv", "smembers", "members").stdout.split() == ["a"]
+    assert cluster.ctl("kv", "sadd", "members", "a").stdout.strip() == "0"
