@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_codec", "bench_ask", "bench_aof", "bench_spawn", "bench_e2e"]
+BENCHES = ["bench_codec", "bench_ask", "bench_aof", "bench_spawn", "bench_e2e", "bench_store"]
 
 
 def _load(name: str):
