@@ -30,6 +30,14 @@ app.command("ping")(ping_cmd.ping)
 app.command("master")(server_cmd.master)
 app.command("worker")(server_cmd.worker)
 app.command("up")(cluster_cmd.up)
+
+
+@app.command("mcp")
+def _mcp() -> None:
+    """Serve the MCP tools over stdio (for an MCP client such as Claude Desktop or Cursor); the
+    master is found through TITAN_HOST / TITAN_PORT, credentials through TITAN_KEY_FILE."""
+    from titan_sdk.mcp_server import main as serve
+    serve()
 app.command("down")(cluster_cmd.down)
 for _name in ("submit", "validate", "status", "runs", "jobs", "describe", "logs", "cancel",
               "retry", "workers", "prune"):
