@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,8 +72,9 @@ def test_status_vocabulary_and_unknown_ids(sdk, cluster, tmp_path):
     assert sdk.get_job_status("DAG-no-such-job") == "NULL"
     assert sdk.fetch_logs("no-such-job") == ""
     release = tmp_path / "release"
-    waiter = (f"import os, time\nprint('waiting', flush=True)\n"
-              f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.01)\n")
+    os.mkfifo(release)  # the job blocks reading it until the test writes a line
+    waiter = (f"print('waiting', flush=True)\n"
+              f"open({str(release)!r}).readline()\n")
     assert sdk.submit_dag("statuses", [
         TitanJob("sdk-waiter", script_content=waiter),
         TitanJob("sdk-late", script_content="print('late')", delay=600_000),
@@ -84,7 +86,8 @@ def test_status_vocabulary_and_unknown_ids(sdk, cluster, tmp_path):
     assert sdk.get_job_status("sdk-late") == "PENDING"  # 600 s: the delay is in milliseconds
     assert cluster.client.cancel("sdk-late")
     assert sdk.get_job_status("sdk-late") == "CANCELLED"
-    release.touch()
+    with open(release, "w") as fifo:
+        fifo.write("go\n")
     _finish(cluster, "sdk-waiter")
     assert sdk.get_job_status("sdk-waiter") == "COMPLETED"
     assert "waiting" in sdk.fetch_logs("sdk-waiter")
