@@ -115,3 +115,27 @@ def become_subreaper() -> None:
         pass  # not Linux: orphaned grandchildren go to init instead
 
 
+def pipes(count: int) -> tuple[list[int], list[int]]:
+    """``count`` pipes: their non-blocking read ends, and their (blocking) write ends."""
+    read_fds: list[int] = []
+    write_fds: list[int] = []
+    try:
+        for _ in range(count):
+            r, w = os.pipe()
+            read_fds.append(r)
+            write_fds.append(w)
+            os.set_blocking(r, False)
+    except BaseException:
+        close_all(read_fds)
+        close_all(write_fds)
+        raise
+    return read_fds, write_fds
+
+
+def close_all(fds: list[int]) -> None:
+    """Close and forget every descriptor of ``fds`` (already closed ones are skipped)."""
+    while fds:
+        try:
+            os.close(fds.pop())
+        except OSError:
+            pass

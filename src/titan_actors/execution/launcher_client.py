@@ -37,6 +37,7 @@ from titan_actors.errors import (
     ProtocolError,
     TitanError,
 )
+from titan_actors.execution import _posix
 from titan_actors.wire import codec
 from titan_actors.wire.frame import DEFAULT_MAX_PAYLOAD, HEADER_SIZE, FrameReader
 from titan_actors.wire.messages.launcher import (
@@ -177,7 +178,7 @@ class Launcher:
         self._check_open()
         if key in self._pending or key in self._running:
             raise LaunchError(f"a process with key {key!r} is already running")
-        read_fds, write_fds = _pipes(2 if capture else 0)
+        read_fds, write_fds = _posix.pipes(2 if capture else 0)
         proc = LaunchedProcess(key, *(read_fds or [-1, -1]))
         try:
             request = codec.encode_frame(LaunchSpawn(
@@ -193,10 +194,10 @@ class Launcher:
                 proc._abandoned = True
             else:
                 self._pending.pop(key, None)
-            _close_all(read_fds)
+            _posix.close_all(read_fds)
             raise
         finally:
-            _close_all(write_fds)
+            _posix.close_all(write_fds)
         try:
             proc._started.wait(timeout)
             if not proc._started.ready():
@@ -205,7 +206,7 @@ class Launcher:
             proc._started.get(block=False)
         except BaseException:
             self._abandon(proc)
-            _close_all(read_fds)
+            _posix.close_all(read_fds)
             raise
         return proc
 
@@ -329,7 +330,8 @@ class Launcher:
             _log.error("%s; killing the %d process groups it had started", error,
                        len(self._running))
             for proc in self._running.values():
-                _killpg(proc.pid)  # a dead launcher leaves them running in their sessions
+                # a dead launcher leaves them running in their sessions
+                _posix.send_signal(proc.pid, True, signal.SIGKILL)
         self._error = error
         for proc in [*self._pending.values(), *self._running.values()]:
             if not proc._started.ready():
@@ -370,36 +372,4 @@ class Launcher:
                 self._on_exit(proc, msg.code)
             except Exception:
                 _log.exception("the on_exit callback failed for %r", proc)
-
-
-def _pipes(count: int) -> tuple[list[int], list[int]]:
-    """``count`` pipes: their non-blocking read ends, and their (blocking) write ends."""
-    read_fds: list[int] = []
-    write_fds: list[int] = []
-    try:
-        for _ in range(count):
-            r, w = os.pipe()
-            read_fds.append(r)
-            write_fds.append(w)
-            os.set_blocking(r, False)
-    except BaseException:
-        _close_all(read_fds)
-        _close_all(write_fds)
-        raise
-    return read_fds, write_fds
-
-
-def _close_all(fds: list[int]) -> None:
-    while fds:
-        try:
-            os.close(fds.pop())
-        except OSError:
-            pass
-
-
-def _killpg(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
