@@ -17,11 +17,11 @@ and other gevent-free code can use it; the writer's names load gevent on first u
 import importlib
 
 from titan_actors.aof.check import AofReport, check_aof, fix_aof
+from titan_actors.aof.options import AofState, FsyncPolicy
 from titan_actors.aof.record import DEFAULT_MAX_RECORD_SIZE, FORMAT_VERSION, MAGIC
 from titan_actors.aof.replay import Damage, DamageKind, ReplayResult, replay
 
-_ON_GEVENT = {"AppendOnlyFile": "writer", "AofState": "writer", "FsyncPolicy": "writer",
-              "Barrier": "barrier"}
+_ON_GEVENT = {"AppendOnlyFile": "writer", "Barrier": "barrier"}
 
 
 def __getattr__(name: str) -> object:

@@ -15,7 +15,6 @@ a record whose fsync failed may still be found by the next replay.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import logging
 import os
 import time
@@ -36,13 +35,12 @@ from titan_actors.aof.barrier import (
     failed_barrier,
     resolved_barrier,
 )
+from titan_actors.aof.options import AofState, FsyncPolicy, _Options, _policy
 from titan_actors.aof.replay import ReplayResult, replay
-from titan_actors.config import AofFsync
 from titan_actors.errors import (
     AofClosedError,
     AofTimeoutError,
     AofWriteError,
-    ConfigError,
 )
 
 log = logging.getLogger("titan.aof")
@@ -50,60 +48,11 @@ log = logging.getLogger("titan.aof")
 MiB = 1024 * 1024
 
 
-# One enum for the setting and the writer: the policy is declared once, in config.
-FsyncPolicy = AofFsync
-
-
-class AofState(enum.Enum):
-    """Life of an :class:`AppendOnlyFile`: open, then closed; degraded after a write failure."""
-
-    OPEN = "open"
-    DEGRADED = "degraded"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Options:
-    """The settings of :meth:`AppendOnlyFile.open`, validated once (see its docstring)."""
-
-    policy: FsyncPolicy
-    max_record_size: int
-    rewrite_min_size: int
-    rewrite_percentage: int
-    everysec_interval: float
-    max_pending_bytes: int
-    rewrite_buffer_limit: int
-    append_timeout: float
-    clock: Callable[[], float]
-    fsync: _rw.FsyncFn
-    write: _rw.WriteFn
-    step_hook: _rw.StepHook | None
-
-    def __post_init__(self) -> None:
-        for name, low in (("max_record_size", 1), ("rewrite_min_size", 0),
-                          ("rewrite_percentage", 0), ("max_pending_bytes", 1),
-                          ("rewrite_buffer_limit", 0)):
-            if getattr(self, name) < low:
-                raise ConfigError(f"{name} must be at least {low}, got {getattr(self, name)}")
-        for name in ("everysec_interval", "append_timeout"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-
-
 def _capture(func: Callable[..., object], args: tuple[object, ...]) -> tuple[bool, object]:
     try:
         return True, func(*args)
     except Exception as e:
         return False, e
-
-
-def _policy(value: FsyncPolicy | str) -> FsyncPolicy:
-    try:
-        return FsyncPolicy(value)
-    except ValueError:
-        choices = ", ".join(p.value for p in FsyncPolicy)
-        raise ConfigError(f"fsync policy {value!r} is not one of {choices}") from None
 
 
 class AppendOnlyFile(_rw.CompactionMixin):
