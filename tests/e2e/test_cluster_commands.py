@@ -14,18 +14,18 @@ import subprocess
 import pytest
 
 from support import closed_port
-from support.local_cluster import LocalCluster, tree, wait_gone, write_pipeline
+from support.local_cluster import (
+    module_cluster,
+    tree,
+    wait_gone,
+    write_pipeline,
+)
 from support.processes import TITANCTL, titanctl
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    made = LocalCluster(tmp_path_factory.mktemp("commands") / "cluster")
-    try:
-        made.up(workers=2, slots=2)
-        yield made
-    finally:
-        made.down_and_check()
+    yield from module_cluster(tmp_path_factory.mktemp("commands") / "cluster", 2, 2)
 
 
 def _job(job_id: str, command: list[str], *parents: str, **fields) -> dict:

@@ -19,7 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from support import closed_port
-from support.local_cluster import LocalCluster, write_pipeline
+from support.local_cluster import LocalCluster, module_cluster, point_environment_at, write_pipeline
 from titan_sdk import TitanClient
 from titan_sdk.mcp_server import ALLOW_GATES_ENV, build_server
 
@@ -30,21 +30,13 @@ TOOLS = {"ping_master", "submit_single_job", "submit_dag_pipeline", "submit_yaml
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    made = LocalCluster(tmp_path_factory.mktemp("mcp") / "cluster")
-    try:
-        made.up(workers=1, slots=2)
-        yield made
-    finally:
-        made.down_and_check()
+    yield from module_cluster(tmp_path_factory.mktemp("mcp") / "cluster", 1, 2)
 
 
 @pytest.fixture
 def env(cluster, monkeypatch):
     """The server's environment points at the cluster; gate decisions not allowed."""
-    monkeypatch.setenv("TITAN_HOST", cluster.state["master"]["host"])
-    monkeypatch.setenv("TITAN_PORT", str(cluster.port))
-    for name in ("TITAN_TOKEN", "TITAN_KEY_FILE", "TITAN_RUN_ID", ALLOW_GATES_ENV):
-        monkeypatch.delenv(name, raising=False)
+    point_environment_at(cluster, monkeypatch, ALLOW_GATES_ENV)
     return monkeypatch
 
 

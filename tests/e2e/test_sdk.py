@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from support import closed_port
-from support.local_cluster import LocalCluster, write_pipeline
+from support.local_cluster import LocalCluster, module_cluster, point_environment_at, write_pipeline
 from titan_actors.scheduler.model import JobSpec
 from titan_sdk import TitanClient, TitanJob
 from titan_sdk.titan_sdk import TITAN_HOST, TITAN_PORT
@@ -30,21 +30,13 @@ STATUSES = {"PENDING", "RUNNING", "COMPLETED", "DEAD", "CANCELLED"}
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    made = LocalCluster(tmp_path_factory.mktemp("sdk") / "cluster")
-    try:
-        made.up(workers=1, slots=4)
-        yield made
-    finally:
-        made.down_and_check()
+    yield from module_cluster(tmp_path_factory.mktemp("sdk") / "cluster", 1, 4)
 
 
 @pytest.fixture
 def sdk(cluster, monkeypatch):
     """The SDK's environment points at the cluster, as in a user's shell."""
-    monkeypatch.setenv("TITAN_HOST", cluster.state["master"]["host"])
-    monkeypatch.setenv("TITAN_PORT", str(cluster.port))
-    for name in ("TITAN_TOKEN", "TITAN_KEY_FILE", "TITAN_RUN_ID"):
-        monkeypatch.delenv(name, raising=False)
+    point_environment_at(cluster, monkeypatch)
     with TitanClient() as client:
         yield client
 

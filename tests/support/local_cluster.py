@@ -24,7 +24,7 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -348,3 +348,23 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except OSError:
         return None
+
+
+def module_cluster(root: Path, workers: int, slots: int) -> Iterator[LocalCluster]:
+    """Body of a module-scoped fixture: a cluster up for the whole module, then brought down
+    and checked for leftovers."""
+    made = LocalCluster(root)
+    try:
+        made.up(workers=workers, slots=slots)
+        yield made
+    finally:
+        made.down_and_check()
+
+
+def point_environment_at(cluster: LocalCluster, monkeypatch, *also_unset: str) -> None:
+    """TITAN_HOST / TITAN_PORT name the cluster's master, as in a user's shell; no credential or
+    run of a job leaks in from the test's own environment."""
+    monkeypatch.setenv("TITAN_HOST", cluster.state["master"]["host"])
+    monkeypatch.setenv("TITAN_PORT", str(cluster.port))
+    for name in ("TITAN_TOKEN", "TITAN_KEY_FILE", "TITAN_RUN_ID", *also_unset):
+        monkeypatch.delenv(name, raising=False)
