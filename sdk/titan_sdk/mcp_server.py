@@ -26,6 +26,8 @@ from typing import Any
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 
+from .mcp_runs import NativeMaster, register_run_tools
+from .native import Titan
 from .titan_sdk import TitanClient, TitanJob
 
 __all__ = ["ALLOW_GATES_ENV", "build_server", "main"]
@@ -118,9 +120,12 @@ def _job_from(entry: object, index: int) -> TitanJob:
                     hitl_message=entry.get("hitl_message") or None)
 
 
-def build_server(client_factory: Callable[[], TitanClient] = TitanClient) -> MCPServer:
+def build_server(client_factory: Callable[[], TitanClient] = TitanClient,
+                 native_factory: Callable[[], Titan] | None = None) -> MCPServer:
     """The MCP server with the COMPAT tools, talking to the master through
-    ``client_factory()`` (made on the first call that needs the master)."""
+    ``client_factory()`` (made on the first call that needs the master), and the run tools of
+    ``mcp_runs`` through ``native_factory()`` (default: a native client with the same address,
+    timeout and credentials as the COMPAT one)."""
     master = _Master(client_factory)
     server = MCPServer("titan", instructions=(
         "Submit jobs and DAGs to a Titan Actors cluster, follow their status and logs, and use "
@@ -245,12 +250,19 @@ def build_server(client_factory: Callable[[], TitanClient] = TitanClient) -> MCP
     async def deploy_script(script_name: str, script_content: str) -> str:
         """Deploy a script to the cluster's script library. Returns {"status": "deployed",
         "script_name"}."""
-        del script_content  # the library is not built yet: the SDK refuses before reading it
-        reply = await master.call(lambda c: c.deploy_script(script_name))
+        reply = await master.call(lambda c: c.deploy_script_content(script_name,
+                                                                    script_content))
         if _failed(reply):
             return _error(reply)
         return _json({"status": "deployed", "script_name": script_name})
 
+    def same_master() -> Titan:
+        client = master._get()
+        return Titan(client.host, client.port, client.timeout,
+                     key_file=getattr(client, "_key_file", None),
+                     token=getattr(client, "_token", None))
+
+    register_run_tools(tool, NativeMaster(native_factory or same_master), _job_from)
     return server
 
 

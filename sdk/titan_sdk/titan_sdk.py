@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import shlex
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from titan_actors import transfer
 from titan_actors.client import DEFAULT_HOST, DEFAULT_PORT, MasterClient
 from titan_actors.errors import (
     AskTimeoutError,
@@ -29,6 +31,7 @@ from titan_actors.errors import (
     UsageError,
 )
 from titan_actors.scheduler.model import JobSpec, RunSpec
+from titan_actors.wire.messages.files import FileArea
 
 __all__ = ["TITAN_HOST", "TITAN_PORT", "TitanClient", "TitanJob"]
 
@@ -36,6 +39,8 @@ TITAN_HOST = os.environ.get("TITAN_HOST", DEFAULT_HOST)
 TITAN_PORT = int(os.environ.get("TITAN_PORT", DEFAULT_PORT))
 
 ACCEPTED = "DAG_ACCEPTED"
+UPLOADED = "UPLOAD_SUCCESS"
+DEPLOYED = "DEPLOY_SUCCESS"
 _SERVICE_TYPES = frozenset({"SERVICE", "DEPLOY_PAYLOAD"})
 _T = TypeVar("_T")
 
@@ -89,8 +94,6 @@ class TitanJob:
             return f"job_type {self.job_type} (services)"
         if self.hitl_message is not None:
             return "hitl_message (human approval gates)"
-        if self.is_archive:
-            return "is_archive (project archives)"
         return None
 
     def to_spec(self) -> JobSpec:
@@ -99,7 +102,13 @@ class TitanJob:
         feature = self.unsupported()
         if feature is not None:
             raise UsageError(f"job {self.id!r}: {feature} is not supported yet")
-        if self.script_content is not None:
+        archive = ""
+        if self.is_archive:
+            archive, _, script_name = (self.filename or "").partition("/")
+            if not archive or not script_name:
+                raise UsageError(f"job {self.id!r}: an archive job's filename is "
+                                 f"'<archive>.zip/path/main.py', got {self.filename!r}")
+        elif self.script_content is not None:
             script_name = "script.py"
         elif self.filename is not None:
             script_name = os.path.basename(self.filename)
@@ -113,7 +122,7 @@ class TitanJob:
         return JobSpec(id=self.id, script_name=script_name, script=self._script, args=args,
                        parents=tuple(self.parents), priority=self.priority,
                        delay=self.delay / 1000.0, requirement=self.requirement,
-                       affinity=bool(self.affinity), port=self.port)
+                       affinity=bool(self.affinity), port=self.port, archive=archive)
 
 
 class TitanClient:
@@ -202,7 +211,7 @@ class TitanClient:
         except UsageError as error:
             return f"ERROR: {error}"
         spec = RunSpec(name=name, jobs=specs, agent_run_id=agent_run_id or "", source="sdk")
-        result = self._call(lambda c: c.submit(spec, _from_run()))
+        result = self._call(lambda c: c.submit(spec, *_submitter()))
         return result if isinstance(result, str) else ACCEPTED
 
     def submit_yaml(self, path: str | os.PathLike[str], agent_run_id: str | None = None,
@@ -220,7 +229,7 @@ class TitanClient:
             spec = replace(spec, agent_run_id=agent_run_id)
 
         def submit(client: MasterClient) -> Any:
-            accepted = client.submit(spec, _from_run())
+            accepted = transfer.submit_pipeline(client, spec, *_submitter())
             if not wait:
                 return ACCEPTED
             try:
@@ -287,37 +296,81 @@ class TitanClient:
         """The members of the set, as a list."""
         return self._call(lambda client: list(client.store_members(key)), retry=True)
 
-    # -- not supported yet (files, artifacts and services arrive later) ------------------------
+    # -- files ----------------------------------------------------------------------------------
 
     def upload_file(self, path: str) -> str:
-        return _not_yet("file upload")
+        """Upload a file to the master (by its base name): ``"UPLOAD_SUCCESS"``, or
+        ``"ERROR: ..."`` (a missing file makes no network call)."""
+        if not os.path.isfile(path):
+            return f"ERROR: {path} does not exist" if not os.path.exists(path) \
+                else f"ERROR: {path} is not a file"
+        return self._call(lambda c: (transfer.upload(c, path), UPLOADED)[1])
 
     def upload_project_folder(self, path: str, project_name: str | None = None) -> str:
-        return _not_yet("project upload")
+        """Upload a folder as ``<project_name or folder name>.zip``, for archive jobs
+        (``TitanJob(..., filename="<name>.zip/main.py", is_archive=True)``)."""
+        if not os.path.isdir(path):
+            return f"ERROR: {path} is not a folder"
+        name = f"{project_name}.zip" if project_name and not project_name.endswith(".zip") \
+            else project_name
+        return self._call(lambda c: (transfer.upload_folder(c, path, name), UPLOADED)[1])
 
     def deploy_script(self, path: str) -> str:
-        return _not_yet("the script library")
+        """Add a script to the master's script library (YAML ``script: <name>``):
+        ``"DEPLOY_SUCCESS"``."""
+        if not os.path.isfile(path):
+            return f"ERROR: {path} does not exist"
+        return self._call(lambda c: (transfer.upload(c, path, area=FileArea.SCRIPTS),
+                                     DEPLOYED)[1])
 
-    def publish_artifact(self, key: str, filename: str) -> str:
-        return _not_yet("artifacts")
+    def deploy_script_content(self, name: str, content: str | bytes) -> str:
+        """Add a script given as text to the script library (what MCP's deploy_script does)."""
+        data = content.encode() if isinstance(content, str) else content
+        return self._call(lambda c: (transfer.upload_bytes(c, data, name, FileArea.SCRIPTS),
+                                     DEPLOYED)[1])
 
-    def get_artifact(self, key: str, save_path: str | None = None) -> str:
-        return _not_yet("artifacts")
+    def publish_artifact(self, key: str, filename: str) -> bool | str:
+        """Upload ``filename`` and record its name under the store key ``key``: True."""
+        if not os.path.isfile(filename):
+            return f"ERROR: {filename} does not exist"
 
-    def fetch_artifact(self, filename: str, save_path: str | None = None) -> str:
-        return _not_yet("artifacts")
+        def publish(client: MasterClient) -> bool:
+            info = transfer.upload(client, filename)
+            client.store_put(key, info.name)
+            return True
+        return self._call(publish)
+
+    def get_artifact(self, key: str, save_path: str | None = None) -> bool | str:
+        """Download the file recorded under ``key`` (default: into the system temp dir)."""
+        def fetch(client: MasterClient) -> bool | str:
+            name = client.store_get(key)
+            if name is None:
+                return f"ERROR: no artifact is recorded under {key!r}"
+            transfer.download(client, name, _save_path(name, save_path))
+            return True
+        return self._call(fetch)
+
+    def fetch_artifact(self, filename: str, save_path: str | None = None) -> bool | str:
+        """Download an uploaded file by name (default: into the system temp dir)."""
+        return self._call(lambda c: (transfer.download(c, filename,
+                                                       _save_path(filename, save_path)), True)[1])
 
     def stop_service(self, service_id: str) -> str:
         return _not_yet("services")
+
+
+def _save_path(name: str, save_path: str | None) -> str:
+    return save_path or os.path.join(tempfile.gettempdir(), os.path.basename(name))
 
 
 def _not_yet(feature: str) -> str:
     return f"ERROR: {feature} is not supported yet"
 
 
-def _from_run() -> str:
-    """The submitting job's run (inside a job), so parents resolve in it first."""
-    return os.environ.get("TITAN_RUN_ID", "")
+def _submitter() -> tuple[str, str]:
+    """The submitting job's run and id (inside a job), so parents resolve in its run first and
+    the run records which job submitted it."""
+    return os.environ.get("TITAN_RUN_ID", ""), os.environ.get("TITAN_JOB_ID", "")
 
 
 def load_yaml(path: str | os.PathLike[str]) -> RunSpec:

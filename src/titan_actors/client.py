@@ -19,6 +19,7 @@ from .wire.messages import store as st
 from .wire.messages.control import Ping, Pong
 from .wire.messages.master import (
     AddJobs,
+    AgentRunSummary,
     Cancel,
     Done,
     Event,
@@ -28,6 +29,7 @@ from .wire.messages.master import (
     GetLogs,
     GetRun,
     JobDetail,
+    ListAgentRuns,
     ListRuns,
     ListWorkers,
     LogChunk,
@@ -100,22 +102,36 @@ class MasterClient:
 
     # -- commands -----------------------------------------------------------------------------
 
+    def ask(self, message: object) -> object:
+        """Send any request the master serves and return its answer (``transfer`` uses it)."""
+        return self._conn.ask(message)
+
     def ping(self, payload: bytes = b"") -> Pong:
         """Are you there? The master's answer names it and its version."""
         return self._conn.ask(Ping(payload))
 
-    def submit(self, spec: RunSpec, from_run: str = "") -> RunAccepted:
-        """Submit a run. Raises SubmissionError (a UsageError) saying what is wrong."""
-        return self._conn.ask(SubmitRun(spec, from_run))
+    def submit(self, spec: RunSpec, from_run: str = "", from_job: str = "") -> RunAccepted:
+        """Submit a run; ``from_run`` / ``from_job``: the submitting job (inside a job:
+        ``TITAN_RUN_ID`` / ``TITAN_JOB_ID``). Raises SubmissionError (a UsageError) saying
+        what is wrong."""
+        return self._conn.ask(SubmitRun(spec, from_run, from_job))
 
-    def add_jobs(self, run_id: str, jobs: tuple[JobSpec, ...]) -> RunAccepted:
-        return self._conn.ask(AddJobs(run_id, jobs))
+    def add_jobs(self, run_id: str, jobs: tuple[JobSpec, ...],
+                 from_job: str = "") -> RunAccepted:
+        """Add jobs to a run (a job may extend only its own run; ``from_job``: that job, as in
+        :meth:`submit`). Raises UnknownRunError or SubmissionError."""
+        return self._conn.ask(AddJobs(run_id, jobs, from_job))
 
     def run(self, run_ref: str = "latest") -> RunDetail:
         return self._conn.ask(GetRun(run_ref))
 
-    def runs(self, limit: int = 50) -> tuple[RunSummary, ...]:
-        return self._conn.ask(ListRuns(limit)).runs
+    def runs(self, limit: int = 50, agent_run_id: str = "") -> tuple[RunSummary, ...]:
+        """The newest ``limit`` runs, newest first (with ``agent_run_id``: only its runs)."""
+        return self._conn.ask(ListRuns(limit, agent_run_id)).runs
+
+    def agent_runs(self, limit: int = 50) -> tuple[AgentRunSummary, ...]:
+        """The newest ``limit`` agent runs, newest first (a job sees only its own)."""
+        return self._conn.ask(ListAgentRuns(limit)).agent_runs
 
     def job(self, job_ref: str) -> JobDetail:
         return self._conn.ask(GetJob(job_ref))

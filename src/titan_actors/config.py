@@ -24,11 +24,13 @@ from typing import Any
 import platformdirs
 
 from titan_actors.config_parse import (
+    format_address,
     format_size,
     parse_choice,
     parse_duration,
     parse_host,
     parse_int,
+    parse_optional_address,
     parse_optional_path,
     parse_path,
     parse_port,
@@ -190,6 +192,10 @@ SETTINGS: Mapping[str, Setting] = make_registry([
     Setting("store_port", "TITAN_STORE_PORT", 6379, parse_port,
             "Port of a separate store process, 0..65535; 0 picks a free port.",
             metavar="PORT"),
+    Setting("store_address", "TITAN_STORE_ADDRESS", None, parse_optional_address,
+            "HOST:PORT of a separate store process (`titanctl store`); the master forwards "
+            "store requests to it. Empty: the master embeds the store.",
+            metavar="HOST:PORT", show=format_address),
     Setting("key_file", "TITAN_KEY_FILE", None, parse_optional_path,
             "Cluster key file (mode 0600; 32+ random bytes as hex), from `titanctl key "
             "generate`. Without it peers are not authenticated.",
@@ -247,6 +253,14 @@ SETTINGS: Mapping[str, Setting] = make_registry([
     Setting("retention_runs", "TITAN_RETENTION_RUNS", 1000, parse_int(1),
             "At most this many finished runs are kept; older ones are pruned.",
             metavar="COUNT"),
+    Setting("max_upload_size", "TITAN_MAX_UPLOAD_SIZE", 4 * 1024 * _MiB, parse_size(1024),
+            "Largest file the master stores (uploads, projects, artifacts; 4GiB).",
+            metavar="SIZE", show=format_size),
+    Setting("archive_max_size", "TITAN_ARCHIVE_MAX_SIZE", 1024 * _MiB, parse_size(1024),
+            "Largest unpacked project a worker accepts for an archive job (1GiB).",
+            metavar="SIZE", show=format_size),
+    Setting("archive_max_entries", "TITAN_ARCHIVE_MAX_ENTRIES", 20_000, parse_int(1),
+            "Most files a project archive may hold.", metavar="COUNT"),
 ])
 # fmt: on
 

@@ -145,6 +145,29 @@ def parse_host(text: str) -> str:
     return host
 
 
+def parse_optional_address(text: str) -> tuple[str, int] | None:
+    """Parse ``HOST:PORT`` (``[v6]:PORT`` for IPv6) to dial, port 1..65535; an empty text means
+    "none" (so ``TITAN_STORE_ADDRESS=`` unsets it)."""
+    if not text.strip():
+        return None
+    host, _, port = text.strip().rpartition(":")
+    bare_v6 = ":" in host and not host.startswith("[")  # ::1:6379 is ambiguous
+    if not host.strip("[]") or bare_v6 or not port.isdigit() or any(c.isspace() for c in host):
+        raise ConfigError(
+            f"{text!r} is not HOST:PORT; expected a host and a port, such as 127.0.0.1:6379 "
+            "([::1]:6379 for IPv6)"
+        )
+    if not 0 < int(port) < 65536:
+        raise ConfigError(f"{text!r} has port {int(port)}; expected a port 1..65535")
+    return parse_host(host), int(port)
+
+
+def format_address(address: tuple[str, int]) -> str:
+    """Format ``(host, port)`` the way :func:`parse_optional_address` reads it back."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def parse_path(text: str) -> Path:
     """Parse a file system path; ``~`` is expanded. An empty text is refused."""
     if not text.strip():

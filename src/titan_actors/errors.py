@@ -282,3 +282,12 @@ class LauncherBrokenError(BrokenError):
 
 class LauncherClosedError(ClosedError):
     """We closed the launcher (``Launcher.close``) and then asked it to launch or kill."""
+
+
+# -- the store link (appended by the separate store) -------------------------------------------
+
+class StoreUnavailableError(TitanError):
+    """The master's separate store process could not be reached within the bounded wait, or went
+    away before it answered (a write may then have been applied or not). The message names the
+    store's address. Not a ConnectionError_: it crosses the wire to clients as itself, and the
+    client's own connection (to the master) is fine."""

@@ -4,7 +4,7 @@ The schema is Titan's (see COMPAT.md, "YAML pipelines")::
 
     name: nightly-report        # required: the DAG's name
     version: "1.0"              # informational
-    project: false              # project mode (not supported yet)
+    project: false              # true: upload this folder as <name>.zip, run files inside it
     jobs:
       - id: fetch               # required, unique in the file
         file: jobs/fetch.py     # relative to this file's folder, read when the pipeline loads
@@ -18,14 +18,19 @@ The schema is Titan's (see COMPAT.md, "YAML pipelines")::
         timeout: 60             # seconds
         env: {MODE: fast}
         worker: gpu-box-1       # pin to a named worker
+      - id: report
+        script: report.py       # a script of the master's library (deploy_script)
       - id: clean
         command: [rm, -f, tmp.txt]   # an argv instead of a file
 
 Every problem in the file is collected and raised as one
 :class:`~titan_actors.errors.PipelineError`, one problem per line, each naming the file, the line
 and the key, and what would be right. Features that later issues build (services, gates and human
-approval, project mode, library scripts) are read and refused with ``ERROR: <feature> is not
-supported yet``.
+approval) are read and refused with ``ERROR: <feature> is not supported yet``.
+
+Project mode (``project: true``): each ``file`` must lie inside the pipeline's folder; the job
+becomes an archive job running that entry of ``<name>.zip`` from inside the unpacked project.
+:func:`pipeline_project` tells the submitter which folder to upload under which name first.
 """
 
 from __future__ import annotations
@@ -54,7 +59,8 @@ from titan_actors.pipeline_yaml import (
 )
 from titan_actors.scheduler.model import DEFAULT_REQUIREMENT, JobSpec, RunSpec
 
-__all__ = ["JOB_KEYS", "TOP_KEYS", "describe_pipeline", "load_pipeline", "parse_pipeline"]
+__all__ = ["JOB_KEYS", "TOP_KEYS", "describe_pipeline", "load_pipeline", "parse_pipeline",
+           "pipeline_project"]
 
 TOP_KEYS = ("name", "version", "project", "jobs")
 _T = TypeVar("_T")
@@ -112,13 +118,20 @@ def parse_pipeline(text: str, source_path: str | os.PathLike[str]) -> RunSpec:
                                     "(name: nightly-report)")
     name = _top_value(top, "name", as_name, problems)
     _check_version(top.get("version"), problems)
-    if _top_value(top, "project", as_bool, problems):
-        problems.add(top["project"].line, "ERROR: project mode (project: true) is not "
-                                          "supported yet")
-    jobs = _jobs(top.get("jobs"), line_of(root), display_base(source), problems)
+    project = _top_value(top, "project", as_bool, problems)
+    archive = f"{name}.zip" if project and name else ""
+    jobs = _jobs(top.get("jobs"), line_of(root), display_base(source), problems, archive)
     problems.raise_if_any()  # so name was read, and every job has its spec
     return RunSpec(name=str(name), jobs=tuple(job.spec for job in jobs if job.spec is not None),
                    source=source)
+
+
+def pipeline_project(spec: RunSpec) -> tuple[Path, str] | None:
+    """(folder, archive name) to upload before submitting a project-mode pipeline, else None."""
+    archive = f"{spec.name}.zip"
+    if spec.source and any(job.archive == archive for job in spec.jobs):
+        return display_base(spec.source), archive
+    return None
 
 
 def _root(text: str, source: str) -> MappingNode:
@@ -149,8 +162,8 @@ def _check_version(entry: Entry | None, problems: Problems) -> None:
                                  f"got {shown(entry.value)}")
 
 
-def _jobs(entry: Entry | None, root_line: int, base: Path,
-          problems: Problems) -> list[ParsedJob]:
+def _jobs(entry: Entry | None, root_line: int, base: Path, problems: Problems,
+          archive: str = "") -> list[ParsedJob]:
     if entry is None:
         problems.add(root_line, "'jobs' is missing; a pipeline needs a list of jobs "
                                 "(jobs: [- id: hello, file: hello.py])")
@@ -160,7 +173,8 @@ def _jobs(entry: Entry | None, root_line: int, base: Path,
         problems.add(entry.line, "'jobs' must be a non-empty list of jobs (- id: ..., file: ...), "
                                  f"got {got}")
         return []
-    jobs = [parse_job(node, i, base, problems) for i, node in enumerate(entry.value.value, 1)]
+    jobs = [parse_job(node, i, base, problems, archive)
+            for i, node in enumerate(entry.value.value, 1)]
     first: dict[str, int] = {}
     for job in jobs:
         if job.id is None:
@@ -223,7 +237,11 @@ def describe_pipeline(spec: RunSpec) -> str:
 
 def _describe_job(job: JobSpec) -> str:
     what = [job.kind.value]
-    if job.script_name:
+    if job.archive:
+        what.append(f"{job.archive}/{job.script_name}")
+    elif job.library:
+        what.append(f"library script {job.library}")
+    elif job.script_name:
         what.append(job.script_name)
     if job.command:
         what.append(shlex.join(job.command))

@@ -93,7 +93,7 @@ _READERS: dict[str, tuple[str | None, Callable[[str, Node], Any]]] = {
     "type": ("kind", _kind),
     "file": (None, as_text),
     "command": ("command", as_argv(nonempty=True)),
-    "script": (None, as_text),
+    "script": ("library", as_text),
     "args": ("args", as_argv(nonempty=False)),
     "depends_on": (None, as_list),
     "priority": ("priority", as_int(0)),
@@ -112,10 +112,13 @@ _READERS: dict[str, tuple[str | None, Callable[[str, Node], Any]]] = {
 KEYS = ("id", *_READERS)
 
 
-def parse_job(node: Node, index: int, base: Path, problems: Problems) -> ParsedJob:
+def parse_job(node: Node, index: int, base: Path, problems: Problems,
+              archive: str = "") -> ParsedJob:
     """Read job number ``index`` (1-based) of the ``jobs`` list, reporting every problem.
 
-    ``base`` is the absolute folder that ``file`` paths are relative to.
+    ``base`` is the absolute folder that ``file`` paths are relative to. In project mode
+    ``archive`` names the archive the folder is uploaded as, and a ``file`` becomes an entry of
+    it (checked to exist inside the folder) instead of a script carried with the job.
     """
     line = line_of(node)
     if not isinstance(node, MappingNode):
@@ -145,7 +148,10 @@ def parse_job(node: Node, index: int, base: Path, problems: Problems) -> ParsedJ
     _refuse_later_features(found, values, problems, where)
     fields = {_READERS[k][0]: v for k, v in values.items() if _READERS[k][0]}
     if "file" in values:
-        fields.update(_script(values["file"], found["file"].line, base, problems, where))
+        read = _entry if archive else _script
+        fields.update(read(values["file"], found["file"].line, base, problems, where))
+        if archive:
+            fields["archive"] = archive
     if job_id is None or len(problems.found) > before:
         return ParsedJob(job_id, line, parents, None)
     spec = JobSpec(id=job_id, parents=tuple(p for p, _ in parents), **fields)
@@ -233,6 +239,21 @@ def _script(written: str, line: int, base: Path, problems: Problems,
     return {}
 
 
+def _entry(written: str, line: int, base: Path, problems: Problems,
+           where: str) -> dict[str, Any]:
+    """Project mode: ``file`` is a path inside the pipeline's folder, run from the archive."""
+    path = Path(os.path.normpath(base / written))
+    if path == base or base not in path.parents:
+        problems.add(line, f"{where}file {written!r} is outside the pipeline's folder ({base}); "
+                           "in project mode every file is inside the project")
+        return {}
+    if not path.is_file():
+        problems.add(line, f"{where}file {written!r} does not exist (looked in {base})"
+                     if not path.exists() else f"{where}file {written!r} is not a file")
+        return {}
+    return {"script_name": path.relative_to(base).as_posix()}
+
+
 def _check_what_runs(found: dict[str, Entry], values: dict[str, Any], line: int,
                      problems: Problems, where: str) -> None:
     given = [k for k in ("file", "command", "script") if k in found]
@@ -267,8 +288,6 @@ def _refuse_later_features(found: dict[str, Entry], values: dict[str, Any],
         refuse("message", "key 'message' (human approval gates)")
     if values.get("max_wait_seconds", DEFAULT_MAX_WAIT_SECONDS) != DEFAULT_MAX_WAIT_SECONDS:
         refuse("max_wait_seconds", "key 'max_wait_seconds' (human approval gates)")
-    if "script" in values:
-        refuse("script", "key 'script' (library scripts)")
 
 
 def display_base(source_path: str | os.PathLike[str]) -> Path:

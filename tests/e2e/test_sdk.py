@@ -93,12 +93,14 @@ def test_a_refused_dag_returns_error_saying_why(sdk):
     orphan = sdk.submit_job(TitanJob("orphan", script_content="", parents=["never-was"]))
     assert orphan.startswith("ERROR: ") and "never-was" in orphan, orphan
     for job in (TitanJob("svc", script_content="", job_type="SERVICE"),
-                TitanJob("gated", script_content="", hitl_message="ok?"),
-                TitanJob("zipped", "project.zip/main.py", is_archive=True)):
+                TitanJob("gated", script_content="", hitl_message="ok?")):
         reply = sdk.submit_job(job)
         assert reply.startswith("ERROR: ") and "is not supported yet" in reply, reply
     assert sdk.get_job_status("svc") == "NULL"  # nothing of a refused DAG was kept
-    assert sdk.upload_file(str(QUICKSTART)).startswith("ERROR: ")  # files: not yet
+    zipped = sdk.submit_job(TitanJob("zipped", "never-uploaded.zip/main.py", is_archive=True))
+    assert zipped.startswith("ERROR: ") and "'never-uploaded.zip' is not in the uploaded" \
+        in zipped, zipped
+    assert sdk.upload_file("/nonexistent/file.txt") == "ERROR: /nonexistent/file.txt does not exist"
 
 
 def test_connection_error_when_nothing_listens(tmp_path):

@@ -162,9 +162,10 @@ class LocalCluster:
 
     # -- up and down --------------------------------------------------------------------------
 
-    def up(self, workers: int = 2, slots: int = 2) -> subprocess.CompletedProcess:
+    def up(self, workers: int = 2, slots: int = 2, *more: str) -> subprocess.CompletedProcess:
+        """``titanctl up`` with ``more`` arguments (``--separate-store``, ...)."""
         result = titanctl("up", "--data-dir", str(self.root), "--port", "0", "--workers",
-                          str(workers), "--slots", str(slots), env=self.env)
+                          str(workers), "--slots", str(slots), *more, env=self.env)
         assert result.returncode == 0, result.stdout + result.stderr
         self.state = json.loads((self.root / "cluster.json").read_text())
         self.remember()
@@ -187,6 +188,7 @@ class LocalCluster:
         pids = [p.pid for p in self.started]
         if self.state:
             pids += [self.state["master"]["pid"], *(w["pid"] for w in self.state["workers"])]
+            pids += [self.state["store"]["pid"]] if "store" in self.state else []
         for pid in pids:
             for process in tree(pid):
                 self._seen.setdefault(process.pid, process)

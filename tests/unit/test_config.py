@@ -54,6 +54,7 @@ def write(path: Path, text: str) -> Path:
         ("port", "TITAN_PORT", 9090),
         ("web_port", "TITAN_WEB_PORT", 5000),
         ("store_port", "TITAN_STORE_PORT", 6379),
+        ("store_address", "TITAN_STORE_ADDRESS", None),
         ("key_file", "TITAN_KEY_FILE", None),
         ("tls_cert", "TITAN_TLS_CERT", None),
         ("tls_key", "TITAN_TLS_KEY", None),
@@ -166,6 +167,21 @@ def test_choices_are_case_insensitive_and_typos_get_a_hint() -> None:
     assert SETTINGS["aof_fsync"].parse("EverySec") is AofFsync.EVERYSEC
     with pytest.raises(ConfigError, match=r"did you mean 'everysec'.*always, everysec, no"):
         SETTINGS["aof_fsync"].parse("evrysec")
+
+
+def test_store_addresses() -> None:
+    setting = SETTINGS["store_address"]
+    assert setting.parse("127.0.0.1:6379") == ("127.0.0.1", 6379)
+    assert setting.parse("[::1]:6380") == ("::1", 6380)
+    assert setting.parse("") is None  # empty: the store embedded in the master
+    assert setting.display(("::1", 6380)) == "[::1]:6380"
+    for bad in ("127.0.0.1", "localhost:", ":6379", "::1:6379", "h:x", "a b:1"):
+        with pytest.raises(ConfigError, match="is not HOST:PORT; expected .*127.0.0.1:6379"):
+            setting.parse(bad)
+    with pytest.raises(ConfigError, match="port 0; expected a port 1..65535"):
+        setting.parse("h:0")
+    with pytest.raises(ConfigError, match="TITAN_STORE_ADDRESS: 'nope' is not HOST:PORT"):
+        load_config(env={"TITAN_STORE_ADDRESS": "nope"})
 
 
 def test_hosts() -> None:

@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from titan_actors.errors import PipelineError, UsageError
-from titan_actors.pipeline import describe_pipeline, load_pipeline, parse_pipeline
+from titan_actors.pipeline import (
+    describe_pipeline,
+    load_pipeline,
+    parse_pipeline,
+    pipeline_project,
+)
 from titan_actors.scheduler.model import JobKind, JobSpec, RunSpec
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
@@ -48,7 +53,8 @@ def job(tmp_path: Path, keys: str) -> JobSpec:
 # -- the examples --------------------------------------------------------------------------------
 
 def test_the_examples_are_all_there():
-    assert EXAMPLES == ["diamond", "fanout", "gpu", "mapreduce", "priorities", "quickstart"]
+    assert EXAMPLES == ["agent_planner", "diamond", "fanout", "gpu", "kv_handoff", "mapreduce",
+                        "priorities", "project_mode", "quickstart", "writer_critic"]
     readme = (PIPELINES / "README.md").read_text()
     for name in EXAMPLES:
         assert f"titanctl submit pipelines/{name}/pipeline.yaml --wait" in readme
@@ -60,7 +66,10 @@ def test_every_example_loads(name):
     assert spec.name == name
     assert spec.source == str(PIPELINES / name / "pipeline.yaml")
     for each in spec.jobs:
-        assert each.script == (PIPELINES / name / each.script_name).read_bytes()
+        if each.archive:  # project mode: an entry of the uploaded folder, not carried
+            assert each.script == b"" and (PIPELINES / name / each.script_name).is_file()
+        else:
+            assert each.script == (PIPELINES / name / each.script_name).read_bytes()
     assert describe_pipeline(spec).startswith(f"pipeline '{name}'")
 
 
@@ -458,7 +467,6 @@ def test_a_yaml_syntax_error_names_its_line(tmp_path, text, expected):
                                                          "gates)"),
     ("file: a.py\n    max_wait_seconds: 900", "key 'max_wait_seconds' (human approval gates)"),
     ("type: gate\n    message: Ship it?", "key 'message' (human approval gates)"),
-    ("script: nightly.py", "key 'script' (library scripts)"),
 ])
 def test_features_of_later_issues_are_refused(tmp_path, keys, feature):
     found = problems(tmp_path, f"name: t\njobs:\n  - id: j\n    {keys}\n")
@@ -470,9 +478,36 @@ def test_features_of_later_issues_are_refused(tmp_path, keys, feature):
     assert keyword in written[int(line.split(":")[1]) - 1]
 
 
-def test_project_mode_is_refused(tmp_path):
-    assert problems(tmp_path, "name: t\nproject: true\njobs: [{id: a, file: a.py}]\n") == [
-        "p.yaml:2: ERROR: project mode (project: true) is not supported yet"]
+def test_project_mode_makes_archive_jobs_of_files_inside_the_folder(tmp_path):
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "a.py").write_text("print(1)")
+    path = write(tmp_path, "name: nightly\nproject: true\njobs:\n"
+                           "  - {id: a, file: jobs/a.py}\n  - {id: b, command: [true]}\n")
+    spec = load_pipeline(path)
+    a, b = spec.jobs
+    assert (a.archive, a.script_name, a.script) == ("nightly.zip", "jobs/a.py", b"")
+    assert b.archive == ""
+    assert pipeline_project(spec) == (tmp_path, "nightly.zip")
+    assert "nightly.zip/jobs/a.py" in describe_pipeline(spec)
+
+
+def test_project_mode_files_must_be_inside_the_project(tmp_path):
+    (tmp_path / "outside.py").write_text("")
+    (tmp_path / "proj").mkdir()
+    found = problems(tmp_path / "proj", "name: t\nproject: true\njobs:\n"
+                                        "  - {id: a, file: ../outside.py}\n"
+                                        "  - {id: b, file: missing.py}\n")
+    assert found == [
+        f"p.yaml:4: job 'a': file '../outside.py' is outside the pipeline's folder "
+        f"({tmp_path / 'proj'}); in project mode every file is inside the project",
+        f"p.yaml:5: job 'b': file 'missing.py' does not exist (looked in {tmp_path / 'proj'})"]
+
+
+def test_a_library_script_is_named_not_read(tmp_path):
+    each = job(tmp_path, "script: nightly.py\nargs: --full")
+    assert (each.library, each.script, each.script_name, each.args) == \
+        ("nightly.py", b"", "", ("--full",))
+    assert pipeline_project(load_pipeline(tmp_path / "p.yaml")) is None
 
 
 def test_the_default_gate_deadline_and_port_zero_are_not_refused(tmp_path):

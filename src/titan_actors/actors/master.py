@@ -20,6 +20,7 @@ from ..errors import PersistenceError, UsageError
 from ..master import records as rec
 from ..master import views
 from ..master.events import EventStream
+from ..master.files import FileStore
 from ..master.logs import LogStore
 from ..master.workers import WorkerRegistry
 from ..scheduler import Backoff, Scheduler
@@ -31,6 +32,7 @@ from ..wire.messages.handshake import JobTokenClaims
 from .base import Actor, Ref, handles
 from .future import Future
 from .master_clients import ClientRequests
+from .master_files import FileRequests
 from .master_workers import PeerGone, WorkerRequests, _CheckLeases
 
 __all__ = ["CheckToken", "MasterActor", "MasterOptions", "PeerGone"]
@@ -57,6 +59,7 @@ class MasterOptions:
     retention_interval: float = 60.0
     # after a job ended, how long its last output may still be on its way
     output_grace: float = 10.0
+    max_upload_size: int = 4 << 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,7 @@ class _Committed:
     kills: tuple[Any, ...] = field(default_factory=tuple)
 
 
-class MasterActor(ClientRequests, WorkerRequests, Actor):
+class MasterActor(ClientRequests, FileRequests, WorkerRequests, Actor):
     """The master actor. See the module docstring."""
 
     def __init__(self, options: MasterOptions, *, keys: KeyRing | None = None,
@@ -102,6 +105,7 @@ class MasterActor(ClientRequests, WorkerRequests, Actor):
         self.aof: AppendOnlyFile | None = None
         self.events: EventStream | None = None
         self.logs = LogStore(options.data_dir / "logs", options.log_cap)
+        self.files: FileStore | None = None
         self._unclaimed: dict[tuple[str, str], float] = {}
         self._due_timer = None
         self._due_at: float | None = None
@@ -122,6 +126,9 @@ class MasterActor(ClientRequests, WorkerRequests, Actor):
             self.scheduler.apply(rec.decode(payload))
             count += 1
         self.events = EventStream(self.clock, last_seq=count)
+        self.files = FileStore(self.options.data_dir / "files",
+                               max_size=self.options.max_upload_size, clock=self.clock.time)
+        self._collect_files()
         now = self.clock.monotonic()
         for run_id, job_id, _worker, _attempt, _epoch in self.scheduler.running_attempts():
             self._unclaimed[(run_id, job_id)] = now + self.options.lease
@@ -298,6 +305,7 @@ class MasterActor(ClientRequests, WorkerRequests, Actor):
         count, _ = self._prune_runs(self.options.retention_age, self.options.retention_runs)
         if count:
             log.info("retention pruned %d finished runs", count)
+            self._collect_files()
 
     # -- tokens and output -------------------------------------------------------------------
 

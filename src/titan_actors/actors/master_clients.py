@@ -27,14 +27,20 @@ class ClientRequests:
     @handles(m.SubmitRun)
     def _submit(self, msg: m.SubmitRun, sender: Sender) -> Future:
         from_run = msg.from_run or sender.peer.run_id
-        run_id, records = self.scheduler.submit(msg.spec, self.clock.time(), from_run=from_run)
+        run_id, records = self.scheduler.submit(self._with_files(msg.spec), self.clock.time(),
+                                                from_run=from_run,
+                                                from_job=_submitting_job(sender, msg.from_job))
         accepted = m.RunAccepted(run_id, msg.spec.name, tuple(j.id for j in msg.spec.jobs))
         return self._advance(records, reply_value=accepted, want_reply=True)
 
     @handles(m.AddJobs)
     def _add_jobs(self, msg: m.AddJobs, sender: Sender) -> Future:
-        records = self.scheduler.add_jobs(msg.run_id, msg.jobs, self.clock.time(),
-                                          from_run=sender.peer.run_id)
+        from_job = _submitting_job(sender, msg.from_job)
+        records = self.scheduler.add_jobs(msg.run_id, self._resolve_files(msg.jobs),
+                                          self.clock.time(),
+                                          from_run=sender.peer.run_id or (
+                                              msg.run_id if from_job else ""),
+                                          from_job=from_job)
         run = self.scheduler.run(msg.run_id)
         accepted = m.RunAccepted(msg.run_id, run.name, tuple(j.id for j in msg.jobs))
         return self._advance(records, reply_value=accepted, want_reply=True)
@@ -97,7 +103,18 @@ class ClientRequests:
         runs = self.scheduler.runs()
         if sender.peer.role is Role.JOB:
             runs = [r for r in runs if r.run_id == sender.peer.run_id]
+        if msg.agent_run_id:
+            runs = [r for r in runs if r.agent_run_id == msg.agent_run_id]
         return m.RunList(tuple(views.run_summary(r) for r in runs[:max(msg.limit, 0)]))
+
+    @handles(m.ListAgentRuns)
+    def _list_agent_runs(self, msg: m.ListAgentRuns, sender: Sender) -> m.AgentRunList:
+        runs = self.scheduler.runs()
+        if sender.peer.role is Role.JOB:  # a job sees the agent run of its own run only
+            own = next((r.agent_run_id for r in runs if r.run_id == sender.peer.run_id), "")
+            runs = [r for r in runs if own and r.agent_run_id == own]
+        found = views.agent_runs(runs)
+        return m.AgentRunList(tuple(found[:max(msg.limit, 0)]))
 
     @handles(m.GetJob)
     def _get_job(self, msg: m.GetJob, sender: Sender) -> m.JobDetail:
@@ -136,3 +153,9 @@ class ClientRequests:
         now = self.clock.monotonic()
         return m.WorkerList(tuple(entry.info(now) for entry in self.workers))
 
+
+def _submitting_job(sender: Sender, claimed: str) -> str:
+    """The job that sends a submission (recorded as who added what): a job's token says; a
+    client (a job in a cluster without a key has no token) may only claim it, and the
+    scheduler refuses a claim that names no job of the submitting run."""
+    return sender.peer.job_id if sender.peer.role is Role.JOB else claimed

@@ -13,19 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gevent
-
 from ..errors import LauncherBrokenError, LauncherClosedError
 from ..execution import workspace
 from ..execution.command import TitanEnv, build_command
 from ..execution.launcher_client import Launcher
 from ..execution.orphans import ChildRegistry, kill_orphans
 from ..execution.output import OutputCapture
+from ..offload import run_in_thread
 from ..wire.auth import KeyRing
 from ..wire.bridge import Endpoint
 from ..wire.messages import worker as w
 from ..wire.messages.control import Ping, Pong
 from .base import Actor, Sender, handles
+from .worker_files import WorkerFiles, prune_archives
 from .worker_link import Drain, MasterLink, _Beat, _key
 from .worker_reports import ReportBook
 
@@ -52,6 +52,8 @@ class WorkerOptions:
     output_cap: int = 64 * 1024 * 1024
     workspace_retention: float = 7 * 86400.0   # run directories unused this long are removed
     workspace_sweep: float = 600.0             # how often to look for them
+    archive_max_bytes: int = 1 << 30           # an archive job's project, unpacked
+    archive_max_entries: int = 20_000
 
 
 @dataclass
@@ -103,7 +105,7 @@ def _lost_marker(count: int) -> bytes:
             .encode())
 
 
-class WorkerActor(MasterLink, Actor):
+class WorkerActor(WorkerFiles, MasterLink, Actor):
     """The worker actor. See the module docstring."""
 
     def __init__(self, options: WorkerOptions, *, keys: KeyRing | None = None,
@@ -118,6 +120,7 @@ class WorkerActor(MasterLink, Actor):
         self.by_key: dict[str, w.AttemptRef] = {}
         self.unacked: dict[w.AttemptRef, w.AttemptResult] = {}
         self.handing_back: set[w.AttemptRef] = set()
+        self._projects: dict[tuple[str, str], Any] = {}  # (run, digest) -> Future of its folder
         self.draining = False
         self._stopping = False
 
@@ -174,29 +177,36 @@ class WorkerActor(MasterLink, Actor):
         attempt = _Attempt(ref)
         self.attempts[ref] = attempt
         self.by_key[_key(ref)] = ref
-        spec = msg.spec
+        if msg.spec.archive:
+            self._prepare_project(msg)  # launches once the project is unpacked
+            return
         try:
-            run_dir = workspace.prepare_run(self.options.data_dir, ref.run_id)
+            cwd = workspace.prepare_run(self.options.data_dir, ref.run_id)
             script = workspace.write_script(self.options.data_dir, ref.run_id, ref.job_id,
-                                            ref.attempt, spec.script_name, spec.script) \
-                if spec.script_name else None
+                                            ref.attempt, msg.spec.script_name, msg.spec.script) \
+                if msg.spec.script_name else None
+        except Exception as error:
+            self._fail_to_start(attempt, str(error))
+            return
+        self._launch(attempt, msg, cwd, script)
+
+    def _launch(self, attempt: _Attempt, msg: w.Dispatch, cwd: Path,
+                script: Path | None) -> None:
+        ref, spec = msg.ref, msg.spec
+        try:
             # jobs reach the master the way this worker does (its own --master address)
             host, port = self.options.master
             titan = TitanEnv(host, port, msg.token, ref.job_id, ref.run_id, ref.attempt)
             cmd = build_command(spec, titan, str(script) if script else None)
             try:
-                process = self.launcher.launch(_key(ref), cmd.argv, cmd.env, str(run_dir))
+                process = self.launcher.launch(_key(ref), cmd.argv, cmd.env, str(cwd))
             except (LauncherBrokenError, LauncherClosedError) as error:
                 # the launcher died (killed, out of memory): start a new one, try once more
                 log.error("the launcher is gone (%s); starting a new one", error)
                 self.launcher = Launcher.start(on_exit=self._on_exit)
-                process = self.launcher.launch(_key(ref), cmd.argv, cmd.env, str(run_dir))
+                process = self.launcher.launch(_key(ref), cmd.argv, cmd.env, str(cwd))
         except Exception as error:
-            log.warning("could not start %s: %s", _key(ref), error)
-            attempt.output_done = True
-            attempt.exit_code = 127
-            attempt.reason = f"could not start: {error}"
-            self._finalize(attempt)
+            self._fail_to_start(attempt, str(error))
             return
         attempt.pid = process.pid
         self.children.add(process.pid, key=_key(ref))
@@ -205,6 +215,13 @@ class WorkerActor(MasterLink, Actor):
             attempt.timer = self.send_after(spec.timeout, _Timeout(ref))
         if self.master is not None:
             self._tell_master(w.JobStarted(ref, process.pid))
+
+    def _fail_to_start(self, attempt: _Attempt, why: str, exit_code: int = 127) -> None:
+        log.warning("could not start %s: %s", _key(attempt.ref), why)
+        attempt.output_done = True
+        attempt.exit_code = exit_code
+        attempt.reason = f"could not start: {why}" if exit_code == 127 else why
+        self._finalize(attempt)
 
     def _read_output(self, ref: w.AttemptRef, process) -> None:
         """Owned greenlet: read the attempt's output to EOF and ship it, then say so.
@@ -322,21 +339,32 @@ class WorkerActor(MasterLink, Actor):
         """Retention on this worker: remove run directories unused for the retention age (the
         file I/O runs in the threadpool so the loop keeps going)."""
         active = {ref.run_id for ref in self.attempts}
-        self.spawn(gevent.get_hub().threadpool.apply, workspace.prune_runs,
-                   (self.options.data_dir, self.options.workspace_retention),
-                   {"keep": active})
+        self.spawn(self._sweep, active, self.clock.time())
+
+    def _sweep(self, active: set[str], now: float) -> None:
+        age = self.options.workspace_retention
+        try:
+            run_in_thread(workspace.prune_runs, self.options.data_dir, age, keep=active)
+            run_in_thread(prune_archives, self.options.data_dir, age, now)
+        except OSError as error:  # tried again at the next sweep
+            log.warning("workspace retention: %s", error)
 
     @handles(_Timeout)
     def _timeout(self, msg: _Timeout) -> None:
         attempt = self.attempts.get(msg.ref)
         if attempt is not None and attempt.exit_code is None:
-            attempt.reason = "timed out"
-            self.launcher.kill(_key(msg.ref), self.options.kill_grace)
+            self._kill_attempt(attempt, "timed out")
 
     @handles(w.KillAttempt)
     def _kill(self, msg: w.KillAttempt) -> None:
         attempt = self.attempts.get(msg.ref)
         if attempt is not None and attempt.exit_code is None:
-            attempt.reason = msg.reason
-            self.launcher.kill(_key(msg.ref), self.options.kill_grace)
+            self._kill_attempt(attempt, msg.reason)
+
+    def _kill_attempt(self, attempt: _Attempt, reason: str) -> None:
+        if not attempt.pid:  # still preparing its project: it never starts
+            self._fail_to_start(attempt, reason, exit_code=-9)
+            return
+        attempt.reason = reason
+        self.launcher.kill(_key(attempt.ref), self.options.kill_grace)
 

@@ -155,11 +155,15 @@ class MasterLink:
 
     @handles(_DrainExpired)
     def _drain_expired(self, msg: _DrainExpired) -> None:
-        for attempt in self.attempts.values():
+        for attempt in list(self.attempts.values()):
             if attempt.exit_code is not None:
                 continue  # it ended (its output is still being read): report it, not hand it back
             attempt.handed_back = True
-            self.launcher.kill(_key(attempt.ref), self.options.kill_grace)
+            if attempt.pid:
+                self.launcher.kill(_key(attempt.ref), self.options.kill_grace)
+            else:  # still preparing its project: hand it back without starting it
+                attempt.exit_code, attempt.output_done = -9, True
+                self._finalize(attempt)
 
     @handles(_DrainGiveUp)
     def _drain_give_up(self, msg: _DrainGiveUp) -> None:

@@ -42,17 +42,11 @@ from titan_actors.errors import (
     AofTimeoutError,
     AofWriteError,
 )
+from titan_actors.offload import run_in_thread
 
 log = logging.getLogger("titan.aof")
 
 MiB = 1024 * 1024
-
-
-def _capture(func: Callable[..., object], args: tuple[object, ...]) -> tuple[bool, object]:
-    try:
-        return True, func(*args)
-    except Exception as e:
-        return False, e
 
 
 class AppendOnlyFile(_rw.CompactionMixin):
@@ -245,23 +239,8 @@ class AppendOnlyFile(_rw.CompactionMixin):
         self._degrade(error, "background I/O")
 
     def _run_blocking(self, func: Callable[..., object], *args: object) -> object:
-        """Run ``func(*args)`` in the threadpool; return its value or raise its exception here.
-
-        The exception travels as a value because gevent's pool would also report it to the
-        hub as an unhandled error, while it is ours to handle.
-        """
-        pending = self._threadpool.spawn(_capture, func, args)
-        try:
-            ok, value = pending.get()
-        except BaseException:
-            if not pending.ready():
-                # This greenlet was killed mid-call: let the thread finish before anyone closes
-                # (and the OS reuses) the descriptor it is using.
-                pending.wait()
-            raise
-        if not ok:
-            raise value
-        return value
+        """Run ``func(*args)`` in the threadpool; return its value or raise its exception here."""
+        return run_in_thread(func, *args, pool=self._threadpool)
 
     def _flush_loop(self) -> None:
         """Write everything queued (and fsync it under ``ALWAYS``) as one batch per round."""

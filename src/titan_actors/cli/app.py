@@ -11,8 +11,19 @@ import sys
 import typer
 
 from .. import __version__
-from ..errors import ConnectionError_, TitanError
-from . import aof_cmd, cluster_cmd, config_cmd, jobs_cmd, key_cmd, kv_cmd, ping_cmd, server_cmd
+from ..errors import ConnectionError_, StoreUnavailableError, TitanError
+from . import (
+    agents_cmd,
+    aof_cmd,
+    cluster_cmd,
+    config_cmd,
+    files_cmd,
+    jobs_cmd,
+    key_cmd,
+    kv_cmd,
+    ping_cmd,
+    server_cmd,
+)
 from .common import EXIT_UNREACHABLE, EXIT_USAGE
 
 app = typer.Typer(
@@ -28,6 +39,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(kv_cmd.app, name="kv")
 app.command("ping")(ping_cmd.ping)
 app.command("master")(server_cmd.master)
+app.command("store")(server_cmd.store)
 app.command("worker")(server_cmd.worker)
 app.command("up")(cluster_cmd.up)
 
@@ -42,6 +54,9 @@ app.command("down")(cluster_cmd.down)
 for _name in ("submit", "validate", "status", "runs", "jobs", "describe", "logs", "cancel",
               "retry", "workers", "prune"):
     app.command(_name)(getattr(jobs_cmd, _name))
+app.command("agents")(agents_cmd.agents)
+for _name in ("upload", "deploy", "files", "download", "workspace"):
+    app.command(_name)(getattr(files_cmd, _name))
 
 
 def _show_version(value: bool) -> None:
@@ -60,7 +75,7 @@ def main() -> None:
     """Entry point of the ``titanctl`` console script."""
     try:
         app()
-    except ConnectionError_ as error:
+    except (ConnectionError_, StoreUnavailableError) as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(EXIT_UNREACHABLE)
     except TitanError as error:  # a refusal with a clear message, never a traceback

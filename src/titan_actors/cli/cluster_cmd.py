@@ -1,9 +1,10 @@
 """``titanctl up`` and ``titanctl down``: a local cluster of background processes.
 
 ``up`` records what it started in ``<data-dir>/cluster.json``: the master's address, and for the
-master and each worker its pid and its start time (psutil's ``create_time``). ``down`` signals a
-recorded pid only while the process with that pid is the one ``up`` started (same start time), so
-a pid the kernel gave again to an unrelated process is never touched.
+master, each worker and (with ``--separate-store``) the store process its pid and its start time
+(psutil's ``create_time``). ``down`` signals a recorded pid only while the process with that pid
+is the one ``up`` started (same start time), so a pid the kernel gave again to an unrelated
+process is never touched.
 """
 
 from __future__ import annotations
@@ -121,21 +122,26 @@ def _refuse_if_running(state_file: Path, root: Path) -> None:
     if not state_file.exists():
         return
     state = _read_state(state_file)
-    if _recorded(state["master"]) is not None:
+    if any(_recorded(entry) is not None for entry in (state["master"], state.get("store"))
+           if entry):
         typer.echo(f"a cluster is already running from {root} (master "
                    f"{state['master']['host']}:{state['master']['port']}); "
                    "`titanctl down` stops it", err=True)
         raise typer.Exit(1)
 
 
-@settings_options("data_dir", "port", "key_file", "log_level")
+@settings_options("data_dir", "port", "store_port", "key_file", "log_level")
 def up(config: Config,
        workers: int = typer.Option(2, "--workers", min=0, help="Workers to start."),
        slots: int = typer.Option(None, "--slots", min=1, help="Slots per worker (default: "
                                  "the CPU count)."),
+       separate_store: bool = typer.Option(False, "--separate-store", help="Run the store as "
+                                           "its own process (on --store-port) instead of "
+                                           "inside the master."),
        timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for readiness.")
        ) -> None:
-    """Start a local cluster in the background: a master and workers (see `titanctl down`).
+    """Start a local cluster in the background: a master and workers, and with
+    --separate-store a store process (see `titanctl down`).
 
     Exit status 1 when a cluster is already running from the data directory; 2 when a
     component could not start (what was started is stopped again).
@@ -153,12 +159,16 @@ def up(config: Config,
         stale.unlink()
     started: list[tuple[str, subprocess.Popen]] = []
     try:
-        state = _start_all(config, root, logs, env, workers, slots, timeout, started)
+        state = _start_all(config, root, logs, env, workers, slots, separate_store, timeout,
+                           started)
     except BaseException:  # a failed or interrupted start leaves nothing running
         _stop_started([process for _, process in started])
         raise
     state_file.write_text(json.dumps(state, indent=2))
     address = f"{state['master']['host']}:{state['master']['port']}"
+    if "store" in state:
+        typer.echo(f"store    {state['store']['host']}:{state['store']['port']}   (pid "
+                   f"{state['store']['pid']}, log {logs / 'store.log'})")
     typer.echo(f"master   {address}   (pid {state['master']['pid']}, log "
                f"{logs / 'master.log'})")
     for entry in state["workers"]:
@@ -170,31 +180,42 @@ def up(config: Config,
 
 
 def _start_all(config: Config, root: Path, logs: Path, env: dict, workers: int,
-               slots: int | None, timeout: float,
+               slots: int | None, separate_store: bool, timeout: float,
                started: list[tuple[str, subprocess.Popen]]) -> dict:
-    """Start the master, then the workers, and wait until every worker registered. Appends
-    each process to ``started`` as soon as it exists; returns the cluster.json state."""
-    master = _start(["master", "--port", str(config.port), "--ready-file",
-                     str(root / "master.ready")], logs / "master.log", env)
+    """Start the store process (with ``separate_store``), the master, then the workers, and
+    wait until every worker registered. Appends each process to ``started`` as soon as it
+    exists; returns the cluster.json state."""
+    state: dict = {"data_dir": str(root)}
+    master_args = ["master", "--port", str(config.port)]
+    if separate_store:
+        store = _start(["store", "--store-port", str(config.store_port), "--ready-file",
+                        str(root / "store.ready")], logs / "store.log", env)
+        started.append(("store", store))
+        info = _wait_ready(root / "store.ready", store, "store", logs / "store.log", timeout)
+        state["store"] = {**info, **_identity(store.pid, "store")}
+        master_args += ["--store-address", f"{info['host']}:{info['port']}"]
+    master = _start(master_args + ["--ready-file", str(root / "master.ready")],
+                    logs / "master.log", env)
     started.append(("master", master))
     info = _wait_ready(root / "master.ready", master, "master", logs / "master.log", timeout)
+    state["master"] = {**info, **_identity(master.pid, "master")}
+    state["workers"] = []
     address = f"{info['host']}:{info['port']}"
-    for index in range(1, workers + 1):
-        name = f"worker-{index}"
+    names = [f"worker-{index}" for index in range(1, workers + 1)]
+    for name in names:
         args = ["worker", "--master", address, "--name", name, "--ready-file",
                 str(root / f"{name}.ready")] + (["--slots", str(slots)] if slots else [])
         started.append((name, _start(args, logs / f"{name}.log", env)))
-    state = {"data_dir": str(root),
-             "master": {**info, **_identity(master.pid, "master")}, "workers": []}
-    for name, process in started[1:]:
-        _wait_ready(root / f"{name}.ready", process, name, logs / f"{name}.log", timeout)
-        state["workers"].append({"name": name, **_identity(process.pid, name)})
-    _wait_registered(config, address, [name for name, _ in started[1:]], timeout)
+    for name, process in started:
+        if name in names:
+            _wait_ready(root / f"{name}.ready", process, name, logs / f"{name}.log", timeout)
+            state["workers"].append({"name": name, **_identity(process.pid, name)})
+    _wait_registered(config, address, names, timeout)
     return state
 
 
 def _stop_started(processes: list[subprocess.Popen]) -> None:
-    for process in reversed(processes):  # workers first, then the master
+    for process in reversed(processes):  # workers first, then the master, then the store
         if process.poll() is None:
             process.terminate()
     for process in processes:
@@ -227,14 +248,16 @@ def _wait_registered(config: Config, address: str, names: list[str], timeout: fl
 def down(config: Config,
          timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait before "
                                        "killing.")) -> None:
-    """Stop exactly what `titanctl up` started (workers drain first, then the master)."""
+    """Stop exactly what `titanctl up` started (workers drain first, then the master, then
+    the store process if there is one)."""
     root = Path(config.data_dir)
     state_file = root / CLUSTER_FILE
     if not state_file.exists():
         typer.echo(f"no cluster is running from {root}")
         raise typer.Exit(1)
     state = _read_state(state_file)
-    for group in (state["workers"], [state["master"]]):
+    store = [state["store"]] if "store" in state else []
+    for group in (state["workers"], [state["master"]], store):
         procs = []
         for entry in group:
             process = _recorded(entry)

@@ -45,12 +45,19 @@ def submit(config: Config,
                                      "job completed, 1 otherwise."),
            timeout: float = typer.Option(3600.0, "--timeout", help="With --wait: give up "
                                          "after this many seconds (exit 1)."),
+           agent_run_id: str = typer.Option("", "--agent-run-id", help="Group this run with "
+                                            "others under an agent run id (titanctl agents)."),
            json_out: bool = JSON_OPTION, master: str = MASTER_OPTION) -> None:
-    """Submit a pipeline as a new run."""
+    """Submit a pipeline as a new run (in project mode its folder is uploaded first)."""
+    import dataclasses
+
     from ..pipeline import load_pipeline
+    from ..transfer import submit_pipeline
     spec = load_pipeline(pipeline)
+    if agent_run_id:
+        spec = dataclasses.replace(spec, agent_run_id=agent_run_id)
     with connect(config, master) as client:
-        accepted = client.submit(spec)
+        accepted = submit_pipeline(client, spec)
         if not wait:
             print_json(accepted) if json_out else typer.echo(
                 f"run {accepted.run_id} accepted: {len(accepted.job_ids)} jobs ({spec.name})")
@@ -112,7 +119,7 @@ def status(config: Config,
         return
     run = detail.run
     typer.echo(f"run {run.run_id} ({run.name}): {run.state.value}, created "
-               f"{when(run.created_at)}")
+               f"{when(run.created_at)}{submitted_by(run)}")
     print_table(["JOB", "STATE", "ATTEMPT", "WORKER", "PRIORITY", "REASON"],
                 _job_rows(detail.jobs))
 
@@ -145,6 +152,13 @@ def jobs(config: Config, run: str = typer.Argument("latest", help="A run id (def
                     _job_rows(detail.jobs))
 
 
+def submitted_by(run) -> str:
+    """", submitted by job RUN/JOB" (or "from run RUN") when a job submitted ``run``."""
+    if run.from_job:
+        return f", submitted by job {run.from_run}/{run.from_job}"
+    return f", from run {run.from_run}" if run.from_run else ""
+
+
 def _print_job(detail) -> None:
     job = detail.job
     typer.echo(f"job {job.run_id}/{job.job_id}: {job.state.value} ({job.status})")
@@ -152,6 +166,7 @@ def _print_job(detail) -> None:
                          ("worker", job.worker or "-"), ("priority", job.priority),
                          ("requirement", job.requirement),
                          ("parents", ", ".join(job.parents) or "-"),
+                         ("added by", job.added_by or "-"),
                          ("reason", job.reason or "-"),
                          ("exit code", "-" if job.exit_code is None else job.exit_code),
                          ("runs", " ".join(detail.command) or detail.script_name),

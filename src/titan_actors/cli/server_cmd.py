@@ -1,4 +1,4 @@
-"""``titanctl master`` and ``titanctl worker``: the server processes (they monkey-patch)."""
+"""``titanctl master``, ``store`` and ``worker``: the server processes (they monkey-patch)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from ..config import Config, settings_options
 _SERVER_SETTINGS = ("data_dir", "host", "port", "key_file", "tls_cert", "tls_key", "tls_ca",
                     "seal_frames", "max_frame_size", "handshake_timeout", "aof_fsync",
                     "heartbeat_interval", "lease", "log_cap", "log_level", "ask_timeout",
-                    "retention_age", "retention_runs")
+                    "retention_age", "retention_runs", "store_address", "max_upload_size")
+_STORE_SETTINGS = ("data_dir", "host", "store_port", "key_file", "tls_cert", "tls_key", "tls_ca",
+                   "seal_frames", "max_frame_size", "handshake_timeout", "aof_fsync",
+                   "aof_rewrite_min_size", "aof_rewrite_percentage", "log_level")
 
 
 @settings_options(*_SERVER_SETTINGS)
@@ -24,8 +27,20 @@ def master(config: Config,
     raise typer.Exit(run_master(config, ready_file))
 
 
+@settings_options(*_STORE_SETTINGS)
+def store(config: Config,
+          ready_file: Path = typer.Option(None, "--ready-file", help="Write {pid, host, "
+                                          "port} as JSON here once listening.")) -> None:
+    """Run a separate store process in the foreground until SIGTERM or Ctrl-C (port
+    --store-port, default 6379; its fsync policy is everysec unless --aof-fsync is given). Point
+    the master at it with --store-address HOST:PORT."""
+    from ..runtime.store_main import run_store
+    raise typer.Exit(run_store(config, ready_file))
+
+
 @settings_options("data_dir", "host", "port", "key_file", "heartbeat_interval", "drain_timeout",
-                  "log_cap", "log_level", "ask_timeout", "retention_age")
+                  "log_cap", "log_level", "ask_timeout", "retention_age", "archive_max_size",
+                  "archive_max_entries")
 def worker(config: Config,
            master: str = typer.Option(None, "--master", help="HOST:PORT of the master "
                                       "(default: --host/--port, TITAN_HOST/TITAN_PORT)."),

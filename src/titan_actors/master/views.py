@@ -6,7 +6,14 @@ from ..errors import UsageError
 from ..scheduler import JobReset, JobsAdded, JobTransition, RunsForgotten, RunSubmitted
 from ..scheduler.model import TERMINAL_STATES, JobState, RunState
 from ..scheduler.views import JobView, RunView
-from ..wire.messages.master import EventKind, JobDetail, JobInfo, RunDetail, RunSummary
+from ..wire.messages.master import (
+    AgentRunSummary,
+    EventKind,
+    JobDetail,
+    JobInfo,
+    RunDetail,
+    RunSummary,
+)
 from ..wire.messages.worker import AttemptRef
 
 _REPORTED_ENDS = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.DEAD})
@@ -67,14 +74,42 @@ def latest_run(scheduler, run_ref: str) -> RunView:
 
 def run_summary(run: RunView) -> RunSummary:
     return RunSummary(run.run_id, run.name, run.state, run.agent_run_id, run.submitted_at,
-                      run.finished_at or 0.0, {state.value: n for state, n in run.counts.items()})
+                      run.finished_at or 0.0, {state.value: n for state, n in run.counts.items()},
+                      run.from_run, run.from_job)
 
 
 def job_info(job: JobView) -> JobInfo:
     return JobInfo(job.run_id, job.job_id, job.state, job.status.value, job.attempt,
                    job.attempt + job.attempts_left, job.worker, job.priority, job.requirement,
                    job.parents, job.waiting or job.reason, job.exit_code, job.submitted_at,
-                   job.started_at or 0.0, job.finished_at or 0.0)
+                   job.started_at or 0.0, job.finished_at or 0.0, job.added_by)
+
+
+def agent_runs(runs: list[RunView]) -> list[AgentRunSummary]:
+    """``runs`` (newest first) grouped by agent run id, newest agent run first (by its first
+    run); runs without one are left out."""
+    groups: dict[str, list[RunView]] = {}
+    for run in reversed(runs):
+        if run.agent_run_id:
+            groups.setdefault(run.agent_run_id, []).append(run)
+    out = [_agent_run(agent_run_id, members) for agent_run_id, members in groups.items()]
+    out.sort(key=lambda a: a.created_at, reverse=True)
+    return out
+
+
+def _agent_run(agent_run_id: str, runs: list[RunView]) -> AgentRunSummary:
+    states = {run.state for run in runs}
+    for state in (RunState.ACTIVE, RunState.FAILED, RunState.CANCELLED, RunState.COMPLETED):
+        if state in states:
+            break
+    counts: dict[str, int] = {}
+    for run in runs:
+        for job_state, count in run.counts.items():
+            counts[job_state.value] = counts.get(job_state.value, 0) + count
+    finished = 0.0 if state is RunState.ACTIVE else max(r.finished_at or 0.0 for r in runs)
+    return AgentRunSummary(agent_run_id, tuple(r.run_id for r in runs),
+                           tuple(r.name for r in runs), state,
+                           min(r.submitted_at for r in runs), finished, counts)
 
 
 def run_detail(scheduler, run_ref: str, last_seq: int) -> RunDetail:

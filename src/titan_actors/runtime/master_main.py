@@ -20,7 +20,6 @@ def run_master(config: Config, ready_file: Path | None = None) -> int:
     from gevent.event import Event
 
     from ..actors.master import CheckToken, MasterActor, MasterOptions, PeerGone
-    from ..actors.store import StoreActor, StoreOptions
     from ..actors.system import ActorSystem
     from ..datadir import DataDirLock, component_dir
     from ..keys import keyring_from_config
@@ -29,6 +28,8 @@ def run_master(config: Config, ready_file: Path | None = None) -> int:
     from .common import on_signals, setup_logging, write_ready_file
 
     setup_logging(config.log_level)
+    stopping = Event()
+    link_failures: list[BaseException] = []  # the store link crashed: stop, and say so
     directory = component_dir(Path(config.data_dir), "master")
     with contextlib.ExitStack() as stack:
         stack.enter_context(DataDirLock(directory))
@@ -44,26 +45,51 @@ def run_master(config: Config, ready_file: Path | None = None) -> int:
         options = MasterOptions(directory, "master", (host, port), str(config.aof_fsync),
                                 config.heartbeat_interval, config.lease, config.log_cap,
                                 retention_age=config.retention_age,
-                                retention_runs=config.retention_runs)
-        store_dir = component_dir(Path(config.data_dir), "store")
-        stack.enter_context(DataDirLock(store_dir))
-        store = system.spawn(StoreActor, StoreOptions(store_dir), name="store")
+                                retention_runs=config.retention_runs,
+                                max_upload_size=config.max_upload_size)
+        store = _store(config, system, keys, stack,
+                       lambda error: (link_failures.append(error), stopping.set()))
         master = system.spawn(MasterActor, options, keys=keys, name="master", store=store)
         server.target = master
         # a job token is good only while its attempt runs
         server.token_valid = lambda claims: master.ask(CheckToken(claims), timeout=10)
         server.on_disconnect = lambda endpoint: master.tell(PeerGone(endpoint.remote))
         server.start()
-        stopping = Event()
         on_signals(lambda signum: stopping.set())
         # a master actor that dies (a crash its policy does not survive) ends the process
         gevent.spawn(lambda: (master.join(None), stopping.set()))
         log.info("master listening on %s:%d (data in %s)", host, port, directory)
         write_ready_file(ready_file, {"pid": os.getpid(), "host": host, "port": port})
         stopping.wait()
-        died = master.crashed
-        log.log(logging.ERROR if died else logging.INFO,
-                "master stopping%s", " because the master actor died" if died else "")
+        died = master.crashed or bool(link_failures)
+        why = " because the master actor died" if master.crashed else \
+            " because the link to the store crashed" if link_failures else ""
+        log.log(logging.ERROR if died else logging.INFO, "master stopping%s", why)
         server.stop(timeout=5)
         system.stop_all(timeout=10)
     return 1 if died else 0
+
+
+def _store(config: Config, system, keys, stack: contextlib.ExitStack, on_failure):
+    """The master's store: the store actor embedded here over its own locked data directory,
+    or, with ``store_address``, a link to a ``titanctl store`` process (closed by ``stack``;
+    ``on_failure(error)`` is called if the link itself crashes)."""
+    from ..datadir import DataDirLock, component_dir
+    from .store_main import store_options
+
+    if config.store_address is None:
+        from ..actors.store import StoreActor
+
+        store_dir = component_dir(Path(config.data_dir), "store")
+        stack.enter_context(DataDirLock(store_dir))
+        return system.spawn(StoreActor, store_options(config, store_dir), name="store")
+    from ..actors.store_link import StoreLink, StoreLinkOptions
+    from ..wire.tls import client_context
+
+    tls = client_context(config.tls_ca, config.tls_cert, config.tls_key) \
+        if config.tls_cert else None
+    link = StoreLink(StoreLinkOptions(config.store_address, max_payload=config.max_frame_size),
+                     keys=keys, tls=tls, on_failure=on_failure)
+    stack.callback(link.close)
+    log.info("store requests go to the store process at %s", link.address)
+    return link.start()

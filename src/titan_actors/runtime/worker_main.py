@@ -31,7 +31,9 @@ def run_worker(config: Config, master: tuple[str, int], name: str, tags: tuple[s
             tags=tags or default_tags(), slots=slots or os.cpu_count() or 1,
             heartbeat_interval=config.heartbeat_interval, drain_timeout=config.drain_timeout,
             ephemeral=ephemeral, output_cap=config.log_cap,
-            workspace_retention=config.retention_age)
+            workspace_retention=config.retention_age,
+            archive_max_bytes=config.archive_max_size,
+            archive_max_entries=config.archive_max_entries)
         system = ActorSystem()
         worker = system.spawn(WorkerActor, options, keys=keyring_from_config(config),
                               name="worker")

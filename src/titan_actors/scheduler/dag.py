@@ -80,7 +80,8 @@ def field_problems(spec: JobSpec, number: int = 0) -> list[str]:
         out.append(f"{where}: the id must not contain whitespace or '/'")
     if spec.kind in _UNSUPPORTED:
         out.append(f"{where}: ERROR: {_UNSUPPORTED[spec.kind]} are not supported yet")
-    has_script = bool(spec.script_name or spec.script)
+    has_script = bool(spec.script_name or spec.script or spec.library)
+    out.extend(_file_problems(spec, where))
     if has_script and spec.command:
         out.append(f"{where}: has both a script and a command; give one of them")
     elif not has_script and not spec.command:
@@ -101,6 +102,35 @@ def field_problems(spec: JobSpec, number: int = 0) -> list[str]:
             elif parent in seen:
                 out.append(f"{where}: parent '{parent}' is listed twice")
             seen.add(parent)
+    return out
+
+
+def _file_problems(spec: JobSpec, where: str) -> list[str]:
+    """An archive job names its archive and an entry inside it; a library job only its name."""
+    out = []
+    if spec.archive:
+        if spec.library or spec.script or spec.command:
+            out.append(f"{where}: an archive job runs an entry of its archive; it has no "
+                       "script content, library script or command of its own")
+        entry = spec.script_name
+        if not entry:
+            out.append(f"{where}: archive job needs the entry to run inside {spec.archive!r} "
+                       f"(filename '{spec.archive}/path/main.py')")
+        elif (entry.startswith("/") or "\\" in entry or "\0" in entry
+              or any(part in ("", ".", "..") for part in entry.split("/"))):
+            out.append(f"{where}: archive entry {entry!r} must be a relative path inside the "
+                       "archive without '.', '..' or empty parts")
+        if "/" in spec.archive or spec.archive in (".", ".."):
+            out.append(f"{where}: archive {spec.archive!r} must be the name of an uploaded "
+                       "file, without '/'")
+    elif spec.archive_digest:
+        out.append(f"{where}: archive_digest is set without an archive")
+    if spec.library:
+        if spec.command:
+            out.append(f"{where}: has both a library script and a command; give one of them")
+        if "/" in spec.library or spec.library in (".", ".."):
+            out.append(f"{where}: library script {spec.library!r} must be a script name "
+                       "without '/'")
     return out
 
 

@@ -100,45 +100,54 @@ class Scheduler(Cascades):
         """
         return run_id_at(max(int(now * 1000), self._state.run_clock + 1))
 
-    def submit(self, spec: RunSpec, now: float, *,
-               from_run: str = "") -> tuple[str, list[Record]]:
+    def submit(self, spec: RunSpec, now: float, *, from_run: str = "",
+               from_job: str = "") -> tuple[str, list[Record]]:
         """Accept a run, or raise SubmissionError listing every problem (nothing is kept).
 
         ``from_run``: the run of the submitting job; a parent id that is not in the submission
         resolves to that run's job first, then to the latest run holding that id. The new run
         inherits that run's ``agent_run_id`` unless it gives one. Parents in other runs that
-        already completed count as satisfied; active ones are waited on.
+        already completed count as satisfied; active ones are waited on. ``from_job``: the job
+        of ``from_run`` that submits (recorded on the run: who added what).
         Returns the run id and the records.
         """
         what = f"run '{spec.name}'" + (f" ({spec.source})" if spec.source else "")
-        if from_run and from_run not in self._state.runs:
-            raise SubmissionError(f"{what} refused: the submitting run {from_run} is unknown")
+        self._check_submitter(what, from_run, from_job)
         jobs = tuple(spec.jobs)
         plan = check_jobs(jobs, resolve=self._resolver(from_run), what=what)
         agent = spec.agent_run_id or (self._state.runs[from_run].agent_run_id if from_run else "")
         spec = replace(spec, jobs=jobs, agent_run_id=agent)
         run_id = self.new_run_id(now)
         out: list[Record] = []
-        self._emit(out, RunSubmitted(run_id, spec, now, plan.parents, from_run))
+        self._emit(out, RunSubmitted(run_id, spec, now, plan.parents, from_run, from_job))
         self._start(out, run_id, plan.order, now)
         return run_id, out
 
     def add_jobs(self, run_id: str, jobs: Iterable[JobSpec], now: float, *,
-                 from_run: str = "") -> list[Record]:
+                 from_run: str = "", from_job: str = "") -> list[Record]:
         """Add jobs to an existing run (dynamic DAGs), validated as :meth:`submit` does; their
         ids must not clash with the run's jobs, and the run's own jobs come first when
-        resolving parents. Raises UnknownRunError or SubmissionError (nothing is kept)."""
+        resolving parents. ``from_run`` / ``from_job``: the adding job, if a job adds them
+        (each added job records it as ``added_by``). Raises UnknownRunError or SubmissionError
+        (nothing is kept)."""
         run = self._run(run_id)
         what = f"jobs for run {run_id} ('{run.name}')"
-        if from_run and from_run not in self._state.runs:
-            raise SubmissionError(f"{what} refused: the submitting run {from_run} is unknown")
+        self._check_submitter(what, from_run, from_job)
         jobs = tuple(jobs)
         plan = check_jobs(jobs, resolve=self._resolver(from_run), existing=run.jobs,
                           what=what)
         out: list[Record] = []
-        self._emit(out, JobsAdded(run_id, jobs, now, plan.parents, from_run))
+        self._emit(out, JobsAdded(run_id, jobs, now, plan.parents, from_run, from_job))
         self._start(out, run_id, plan.order, now)
         return out
+
+    def _check_submitter(self, what: str, from_run: str, from_job: str) -> None:
+        run = self._state.runs.get(from_run) if from_run else None
+        if from_run and run is None:
+            raise SubmissionError(f"{what} refused: the submitting run {from_run} is unknown")
+        if from_job and (run is None or from_job not in run.jobs):
+            raise SubmissionError(f"{what} refused: the submitting job {from_job!r} is not a "
+                                  f"job of run {from_run or '(none given)'}")
 
     def _resolver(self, from_run: str) -> Callable[[str], str | None]:
         def resolve(parent: str) -> str | None:

@@ -68,6 +68,12 @@ class JobSpec:
     content, carried to whichever worker runs it) or a ``command`` argv. ``args`` are already
     split like a shell would, without a shell. Times are seconds; ``timeout`` 0 means none;
     ``retries`` are extra attempts after the first.
+
+    An archive job (``archive``: the name of an uploaded project archive) runs the entry
+    ``script_name`` (a relative path inside the archive) from inside the unpacked project; the
+    master pins the archive's content with ``archive_digest`` when it accepts the job. A library
+    job (``library``: a script of the master's script library) gets that script's content in
+    ``script`` when the master accepts it.
     """
 
     id: str
@@ -88,6 +94,9 @@ class JobSpec:
     port: int = 0                      # services (a later issue)
     message: str = ""                  # gates: the question asked (a later issue)
     max_wait_seconds: float = 172800.0  # gates: the decision deadline (a later issue)
+    archive: str = ""                  # an uploaded project archive the job runs inside
+    archive_digest: str = ""           # its SHA-256, pinned by the master at submission
+    library: str = ""                  # a script of the master's script library
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,9 @@ class RunSubmitted:
     """A run was accepted: its jobs exist, all PENDING until the transitions that follow.
 
     ``parents`` maps every parent id that is not a job of this run to the run it resolved to.
-    ``from_run`` is the run of the job that submitted it ("" when submitted from outside).
+    ``from_run`` is the run the submitter named for parent resolution (its own, inside a job;
+    "" when submitted from outside) and ``from_job`` the job of ``from_run`` that submitted it
+    ("" unless a job did).
     """
 
     run_id: str
@@ -44,17 +46,23 @@ class RunSubmitted:
     at: float
     parents: dict[str, str]
     from_run: str = ""
+    from_job: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class JobsAdded:
-    """Jobs were added to an existing run (dynamic DAGs); ``parents`` as in RunSubmitted."""
+    """Jobs were added to an existing run (dynamic DAGs); ``parents`` as in RunSubmitted.
+
+    ``from_job`` is the job of ``from_run`` that added them ("" when added from outside): each
+    added job records it as its ``added_by``.
+    """
 
     run_id: str
     jobs: tuple[JobSpec, ...]
     at: float
     parents: dict[str, str]
     from_run: str = ""
+    from_job: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +135,9 @@ class JobRestored:
     jobs of this run); ``forgotten`` lists the parents whose run was forgotten since (they are
     no longer linked to this job). ``seq`` is its global submission number, ``floor`` the
     attempts before its last manual retry, ``unmet`` how many parents hold it back and
-    ``blocked`` a forgotten parent that never satisfied it; the other fields are those of
-    JobTransition and of the job's view.
+    ``blocked`` a forgotten parent that never satisfied it; ``added_by`` the job that added it
+    to its run ("" for the jobs of the submission, and for jobs added from outside); the other
+    fields are those of JobTransition and of the job's view.
     """
 
     spec: JobSpec
@@ -149,12 +158,14 @@ class JobRestored:
     queued_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    added_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class RunRestored:
     """A run exactly as it stands, with its first jobs (JobsRestored carries the rest of a big
-    one). ``seq`` is its submission number: runs are restored in that order."""
+    one). ``seq`` is its submission number: runs are restored in that order; ``from_run`` and
+    ``from_job`` as in RunSubmitted."""
 
     run_id: str
     name: str
@@ -165,6 +176,7 @@ class RunRestored:
     agent_run_id: str = ""
     source: str = ""
     from_run: str = ""
+    from_job: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,8 @@ def take(state: State, budget: int = DEFAULT_BUDGET) -> list[Record]:
     for run in state.runs.values():
         chunks = _chunks([_job_record(state, job) for job in run.jobs.values()], budget)
         out.append(RunRestored(run.run_id, run.name, run.seq, run.submitted_at, run.changed_at,
-                               chunks[0], run.agent_run_id, run.source, run.from_run))
+                               chunks[0], run.agent_run_id, run.source, run.from_run,
+                               run.from_job))
         out.extend(JobsRestored(run.run_id, chunk) for chunk in chunks[1:])
     return out
 
@@ -53,7 +54,7 @@ def _job_record(state: State, job: Job) -> JobRestored:
     return JobRestored(
         job.spec, job.seq, job.state, job.attempt, job.floor, job.epoch, job.worker,
         job.not_before, job.exit_code, job.reason, parents, forgotten, job.unmet, job.blocked,
-        job.submitted_at, job.queued_at, job.started_at, job.finished_at)
+        job.submitted_at, job.queued_at, job.started_at, job.finished_at, job.added_by)
 
 
 def _weight(record: JobRestored) -> int:
@@ -110,8 +111,8 @@ class Restorer:
                 f"run {record.run_id} (number {record.seq}) is restored after run {last.run_id} "
                 f"(number {last.seq})")
         head = RunSpec(record.name, (), record.agent_run_id, record.source)
-        run = Run(RunSubmitted(record.run_id, head, record.submitted_at, {}, record.from_run),
-                  record.seq)
+        run = Run(RunSubmitted(record.run_id, head, record.submitted_at, {}, record.from_run,
+                               record.from_job), record.seq)
         self._check(run, record.jobs)
         state.runs[record.run_id] = run
         state.run_seq = max(state.run_seq, record.seq + 1)
@@ -148,7 +149,7 @@ class Restorer:
         state = self._state
         new = []
         for record in records:
-            job = Job(run.run_id, record.spec, record.seq, record.submitted_at)
+            job = Job(run.run_id, record.spec, record.seq, record.submitted_at, record.added_by)
             (job.state, job.attempt, job.floor, job.epoch, job.worker, job.not_before,
              job.exit_code, job.reason, job.unmet, job.blocked, job.queued_at, job.started_at,
              job.finished_at) = (

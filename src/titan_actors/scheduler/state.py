@@ -35,9 +35,10 @@ class Job:
 
     __slots__ = ("run_id", "spec", "key", "seq", "state", "attempt", "floor", "epoch", "worker",
                  "not_before", "exit_code", "reason", "parents", "unmet", "blocked",
-                 "submitted_at", "queued_at", "started_at", "finished_at")
+                 "submitted_at", "queued_at", "started_at", "finished_at", "added_by")
 
-    def __init__(self, run_id: str, spec: JobSpec, seq: int, at: float) -> None:
+    def __init__(self, run_id: str, spec: JobSpec, seq: int, at: float,
+                 added_by: str = "") -> None:
         self.run_id = run_id
         self.spec = spec
         self.key: JobKey = (run_id, spec.id)
@@ -57,6 +58,7 @@ class Job:
         self.queued_at: float | None = None
         self.started_at: float | None = None
         self.finished_at: float | None = None
+        self.added_by = added_by        # the job of this run that added it ("" if none did)
 
     @property
     def attempts_left(self) -> int:
@@ -66,8 +68,8 @@ class Job:
 class Run:
     """One run: its jobs in submission order and how many are in each state."""
 
-    __slots__ = ("run_id", "seq", "name", "agent_run_id", "source", "from_run", "submitted_at",
-                 "changed_at", "jobs", "counts")
+    __slots__ = ("run_id", "seq", "name", "agent_run_id", "source", "from_run", "from_job",
+                 "submitted_at", "changed_at", "jobs", "counts")
 
     def __init__(self, record: RunSubmitted, seq: int) -> None:
         self.run_id = record.run_id
@@ -76,6 +78,7 @@ class Run:
         self.agent_run_id = record.spec.agent_run_id
         self.source = record.spec.source
         self.from_run = record.from_run
+        self.from_job = record.from_job
         self.submitted_at = record.at
         self.changed_at = record.at
         self.jobs: dict[str, Job] = {}
@@ -178,20 +181,20 @@ class State:
         self.run_seq += 1
         self.run_clock = max(self.run_clock, clock_of(record.run_id))
         self.runs[record.run_id] = run
-        self._add_jobs(run, record.spec.jobs, record.parents, record.at)
+        self._add_jobs(run, record.spec.jobs, record.parents, record.at, "")
 
     def _jobs_added(self, record: JobsAdded) -> None:
         run = self.runs.get(record.run_id)
         if run is None:
             raise InconsistentRecordError(f"jobs added to unknown run {record.run_id}")
-        self._add_jobs(run, record.jobs, record.parents, record.at)
+        self._add_jobs(run, record.jobs, record.parents, record.at, record.from_job)
 
     def _add_jobs(self, run: Run, specs: tuple[JobSpec, ...], parents: dict[str, str],
-                  at: float) -> None:
+                  at: float, added_by: str) -> None:
         self._check_new(run, specs, parents)
         new = []
         for spec in specs:
-            job = Job(run.run_id, spec, self.job_seq, at)
+            job = Job(run.run_id, spec, self.job_seq, at, added_by)
             self.job_seq += 1
             run.jobs[spec.id] = job
             new.append(job)

@@ -58,7 +58,8 @@ def iso(at: float) -> str:
 class JobView:
     """A job as it stands. Times are epoch seconds (None: not yet); ``parents`` are references
     (``JOB`` in the same run, ``RUN/JOB`` in another); ``waiting`` says why a job that is not
-    running yet waits ("" otherwise)."""
+    running yet waits ("" otherwise); ``added_by`` is the job of this run that added it ("" for
+    the jobs of the submission and for jobs added from outside)."""
 
     run_id: str
     job_id: str
@@ -83,12 +84,14 @@ class JobView:
     exit_code: int | None
     reason: str
     waiting: str
+    added_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class RunView:
     """A run as it stands: ``counts`` holds the number of jobs in each state (none zero);
-    ``finished_at`` is when its last job finished (None while it is active)."""
+    ``finished_at`` is when its last job finished (None while it is active); ``from_run`` and
+    ``from_job`` name the run and job that submitted it ("" when submitted from outside)."""
 
     run_id: str
     name: str
@@ -100,6 +103,7 @@ class RunView:
     finished_at: float | None
     jobs: tuple[str, ...]
     counts: dict[JobState, int]
+    from_job: str = ""
 
 
 def run_state(run: Run) -> RunState:
@@ -124,7 +128,7 @@ def job_view(job: Job, run: Run, waiting: str) -> JobView:
         priority=spec.priority, requirement=spec.requirement, pinned=spec.worker,
         submitted_at=job.submitted_at, queued_at=job.queued_at, started_at=job.started_at,
         finished_at=job.finished_at, not_before=job.not_before or None,
-        exit_code=job.exit_code, reason=job.reason, waiting=waiting)
+        exit_code=job.exit_code, reason=job.reason, waiting=waiting, added_by=job.added_by)
 
 
 def run_view(run: Run) -> RunView:
@@ -133,5 +137,6 @@ def run_view(run: Run) -> RunView:
         run_id=run.run_id, name=run.name, agent_run_id=run.agent_run_id, source=run.source,
         from_run=run.from_run, state=state, submitted_at=run.submitted_at,
         finished_at=None if state is RunState.ACTIVE else run.changed_at,
-        jobs=tuple(run.jobs), counts={s: n for s, n in sorted(run.counts.items()) if n})
+        jobs=tuple(run.jobs), counts={s: n for s, n in sorted(run.counts.items()) if n},
+        from_job=run.from_job)
 

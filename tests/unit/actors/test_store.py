@@ -213,6 +213,29 @@ def test_writes_are_answered_only_once_durable(start):
         release.set()
 
 
+def test_under_everysec_a_write_is_in_the_file_before_it_is_answered(start, clock):
+    """What survives a SIGKILL of the store process: the write(2) of each record happens
+    before its reply, with no fsync needed (here every fsync is held until the end)."""
+    release = threading.Event()
+
+    def held_fsync(fd: int) -> None:
+        release.wait(T)  # the everysec syncer's, in the threadpool
+        os.fsync(fd)
+
+    store = start(aof_fsync="everysec")
+    store.stop()  # the file exists; reopen it with fsyncs held
+    store = start(aof_fsync="everysec", fsync=held_fsync)
+    try:
+        store.ask(s.StorePut("k", "v", expires_at=clock.time() + 60))
+        assert store.ask(s.StoreSetAdd("set", "m")) == s.StoreCount(1)
+        store.ask(s.StoreDelete("gone"))
+        records = [decode_record(r) for r in
+                   replay(store.actor.options.data_dir / "store.aof").records]
+        assert records == [s.PutRecord("k", "v", clock.time() + 60), s.SetAddRecord("set", "m")]
+    finally:
+        release.set()
+
+
 def test_a_failed_fsync_is_an_error_and_refuses_later_writes(start):
     failing = threading.Event()
 

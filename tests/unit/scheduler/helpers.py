@@ -50,13 +50,17 @@ class Harness:
         self.s.remove_worker(name)
         self.workers.append((name, frozenset(), -1))
 
-    def submit(self, *jobs: JobSpec, now: float = T0, from_run: str = "", **fields: Any) -> str:
-        run_id, records = self.s.submit(dag(*jobs, **fields), now, from_run=from_run)
+    def submit(self, *jobs: JobSpec, now: float = T0, from_run: str = "", from_job: str = "",
+               **fields: Any) -> str:
+        run_id, records = self.s.submit(dag(*jobs, **fields), now, from_run=from_run,
+                                        from_job=from_job)
         self.log.extend(records)
         return run_id
 
-    def add(self, run_id: str, *jobs: JobSpec, now: float = T0, from_run: str = "") -> list:
-        return self._keep(self.s.add_jobs(run_id, jobs, now, from_run=from_run))
+    def add(self, run_id: str, *jobs: JobSpec, now: float = T0, from_run: str = "",
+            from_job: str = "") -> list:
+        return self._keep(self.s.add_jobs(run_id, jobs, now, from_run=from_run,
+                                          from_job=from_job))
 
     def assign(self, now: float = T0) -> list:
         assignments = self.s.assign(now)

@@ -86,12 +86,22 @@ class World:
         running = self.h.s.running_attempts()
         return self.draw(st.sampled_from(running)) if running else None
 
+    def submitter(self, run: str) -> str:
+        """Sometimes a job of ``run`` (who submits: recorded on the run or the added jobs)."""
+        if run == "rnone" or not self.draw(st.booleans()):
+            return ""
+        return self.draw(st.sampled_from(self.h.s.run(run).jobs))
+
     def do_submit(self) -> None:
         from_run = self.some_run() if self.draw(st.booleans()) else ""
-        self.h.submit(*self.jobs(5), now=self.now, from_run=from_run)
+        self.h.submit(*self.jobs(5), now=self.now, from_run=from_run,
+                      from_job=self.submitter(from_run) if from_run else "")
 
     def do_add(self) -> None:
-        self.h.add(self.some_run(), *self.jobs(3), now=self.now)
+        run = self.some_run()
+        from_job = self.submitter(run)
+        self.h.add(run, *self.jobs(3), now=self.now, from_run=run if from_job else "",
+                   from_job=from_job)
 
     def do_assign(self) -> None:
         self.h.assign(self.now)

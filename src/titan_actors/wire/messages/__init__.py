@@ -1,3 +1,3 @@
 """Every message of the protocol, one module per actor family; importing this registers them."""
 
-from . import control, handshake, launcher, master, store, worker  # noqa: F401  (importing registers the types)
+from . import control, files, handshake, launcher, master, store, worker  # noqa: F401  (importing registers the types)

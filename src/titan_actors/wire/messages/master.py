@@ -20,7 +20,8 @@ _S = Capability.SUBMIT
 
 @dataclass(frozen=True, slots=True)
 class JobInfo:
-    """One job of one run, as shown to users."""
+    """One job of one run, as shown to users. ``added_by``: the job of this run that added it
+    while running ("" for the jobs of the submission and for jobs added from outside)."""
 
     run_id: str
     job_id: str
@@ -37,16 +38,39 @@ class JobInfo:
     created_at: float
     started_at: float
     finished_at: float
+    added_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    """One run: its name, state and job counts by state."""
+    """One run: its name, state and job counts by state. ``from_run`` / ``from_job``: the job
+    that submitted it ("" when it was submitted from outside; ``from_run`` alone when a client
+    named a run for parent resolution)."""
 
     run_id: str
     name: str
     state: RunState
     agent_run_id: str
+    created_at: float
+    finished_at: float
+    counts: dict[str, int] = field(default_factory=dict)
+    from_run: str = ""
+    from_job: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRunSummary:
+    """The runs that share one agent run id (an agent's session), oldest first.
+
+    ``state``: ACTIVE while any run is; else FAILED if any run failed, CANCELLED if any was
+    cancelled, COMPLETED otherwise. ``finished_at``: when the last run finished (0 while
+    active). ``counts``: the jobs of all its runs by state.
+    """
+
+    agent_run_id: str
+    runs: tuple[str, ...]
+    names: tuple[str, ...]
+    state: RunState
     created_at: float
     finished_at: float
     counts: dict[str, int] = field(default_factory=dict)
@@ -93,11 +117,14 @@ class Event:
 
 @message(100, requires=_S)
 class SubmitRun(Message):
-    """Submit a DAG as a new run. ``from_run``: the submitting job's run (parent resolution)."""
+    """Submit a DAG as a new run. ``from_run``: the submitting job's run (parent resolution);
+    ``from_job``: the submitting job, recorded on the run (a job's token overrides both; a
+    client in a cluster without a key can only claim them)."""
 
     RUN_SCOPE = "from_run"
     spec: RunSpec
     from_run: str = ""
+    from_job: str = ""
 
 
 @message(101)
@@ -112,11 +139,13 @@ class RunAccepted(Message):
 
 @message(102, requires=Capability.EXTEND_OWN_RUN)
 class AddJobs(Message):
-    """Add jobs to an existing run (a job may extend only its own run)."""
+    """Add jobs to an existing run (a job may extend only its own run). ``from_job``: the
+    adding job of that run, recorded as the new jobs' ``added_by`` (as in SubmitRun)."""
 
     RUN_SCOPE = "run_id"
     run_id: str
     jobs: tuple[JobSpec, ...]
+    from_job: str = ""
 
 
 @message(103, requires=_Q)
@@ -137,7 +166,10 @@ class RunDetail(Message):
 
 @message(105, requires=_Q)
 class ListRuns(Message):
+    """The newest ``limit`` runs, newest first; ``agent_run_id``: only that agent run's."""
+
     limit: int = 50
+    agent_run_id: str = ""
 
 
 @message(106)
@@ -239,3 +271,17 @@ class Done(Message):
     """A plain acknowledgement with a sentence for the user."""
 
     text: str
+
+
+@message(119, requires=_Q)
+class ListAgentRuns(Message):
+    """The newest ``limit`` agent runs (runs grouped by agent run id), newest first.
+
+    A job sees only the agent run of its own run."""
+
+    limit: int = 50
+
+
+@message(120)
+class AgentRunList(Message):
+    agent_runs: tuple[AgentRunSummary, ...]

@@ -1,0 +1,133 @@
+"""Project archives: packing a folder, and unpacking only what is safe."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from titan_actors.errors import UsageError
+from titan_actors.execution.archives import ArchiveError, check_entry, pack_folder, unpack
+
+
+def _zip(path: Path, files: dict[str, bytes], modes: dict[str, int] | None = None) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in files.items():
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (modes or {}).get(name, 0o100644) << 16
+            zf.writestr(info, content)
+    return path
+
+
+def _tar(path: Path, *members: tuple[tarfile.TarInfo, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for info, content in members:
+            info.size = len(content) if info.isreg() else 0
+            tf.addfile(info, io.BytesIO(content) if info.isreg() else None)
+    return path
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, **fields) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    for key, value in fields.items():
+        setattr(info, key, value)
+    return info
+
+
+def test_pack_then_unpack_round_trips_files_and_the_executable_bit(tmp_path):
+    src = tmp_path / "proj"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "mod.py").write_text("X = 1\n")
+    (src / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (src / "run.sh").chmod(0o755)
+    (src / ".git").mkdir()
+    (src / ".git" / "HEAD").write_text("ref")
+    (src / "link").symlink_to(src / "run.sh")
+    packed = tmp_path / "proj.zip"
+    with open(packed, "wb") as out:
+        result = pack_folder(src, out)
+    assert result.files == 2 and set(result.skipped) == {".git", "link"}
+
+    count = unpack(packed, tmp_path / "out")
+
+    assert count == 2
+    assert (tmp_path / "out" / "pkg" / "mod.py").read_text() == "X = 1\n"
+    assert os.stat(tmp_path / "out" / "run.sh").st_mode & 0o777 == 0o700
+    assert os.stat(tmp_path / "out" / "pkg" / "mod.py").st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("name, why", [
+    ("/etc/passwd", "an absolute path"),
+    ("../up.py", "'..'"),
+    ("a/../../up.py", "'..'"),
+    ("a//b.py", "empty components"),
+    ("a\\b.py", "backslashes"),
+    ("C:/x.py", "an absolute path"),
+])
+def test_unsafe_entry_names_are_refused(name, why):
+    with pytest.raises(ArchiveError, match=why):
+        check_entry(name)
+
+
+@pytest.mark.parametrize("members, why", [
+    ([(_member("ok.txt"), b"x"), (_member("evil", tarfile.SYMTYPE, linkname="/etc/passwd"),
+                                  b"")], "link or a special file"),
+    ([(_member("hard", tarfile.LNKTYPE, linkname="ok.txt"), b"")], "link or a special file"),
+    ([(_member("dev", tarfile.CHRTYPE, devmajor=1, devminor=3), b"")], "special file"),
+    ([(_member("fifo", tarfile.FIFOTYPE), b"")], "special file"),
+    ([(_member("../../escape.txt"), b"x")], "'..'"),
+])
+def test_hostile_tar_archives_are_refused_and_leave_nothing(tmp_path, members, why):
+    archive = _tar(tmp_path / "t.tar.gz", *members)
+    with pytest.raises(ArchiveError, match=why):
+        unpack(archive, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.tar.gz"]
+
+
+def test_zip_links_are_refused(tmp_path):
+    archive = _zip(tmp_path / "z.zip", {"link": b"/etc/passwd"}, {"link": 0o120777})
+    with pytest.raises(ArchiveError, match="link or a special file"):
+        unpack(archive, tmp_path / "out")
+
+
+def test_size_is_capped_on_the_bytes_written_not_the_header(tmp_path):
+    archive = _zip(tmp_path / "bomb.zip", {"zeros": b"\0" * 5_000_000})  # compresses to ~5 KB
+    assert archive.stat().st_size < 100_000
+    with pytest.raises(ArchiveError, match="more than 1000000 bytes"):
+        unpack(archive, tmp_path / "out", max_bytes=1_000_000)
+    assert not (tmp_path / "out").exists()
+
+
+def test_entry_count_and_duplicates_are_capped(tmp_path):
+    many = _zip(tmp_path / "many.zip", {f"f{i}": b"" for i in range(11)})
+    with pytest.raises(ArchiveError, match="more than 10 entries"):
+        unpack(many, tmp_path / "out", max_entries=10)
+    twice = tmp_path / "twice.zip"
+    with zipfile.ZipFile(twice, "w") as zf:
+        zf.writestr("a.py", "1")
+        with pytest.warns(UserWarning):
+            zf.writestr("a.py", "2")
+    with pytest.raises(ArchiveError, match="appears twice"):
+        unpack(twice, tmp_path / "out2")
+
+
+def test_not_an_archive_and_existing_destination(tmp_path):
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"not an archive at all")
+    with pytest.raises(ArchiveError, match="neither a zip nor a tar"):
+        unpack(junk, tmp_path / "out")
+    good = _zip(tmp_path / "g.zip", {"a": b"1"})
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ArchiveError, match="exists already"):
+        unpack(good, tmp_path / "taken")
+
+
+def test_packing_a_missing_folder_says_so(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        pack_folder(tmp_path / "nope", io.BytesIO())
