@@ -37,7 +37,12 @@ class Job:
       runs by its suffix (``.py`` with Python, ``.sh`` with bash, anything else directly);
     - ``script``: a script's content (``str`` or ``bytes``), run as ``script_name``
       (default ``script.py``: Python);
-    - ``command``: an argv list, run without a shell.
+    - ``command``: an argv list, run without a shell;
+    - ``library``: the name of a script in the master's script library (``deploy_script``).
+
+    With ``archive`` (an uploaded project archive, ``Titan.upload(folder)``), ``file`` is the
+    entry to run inside it (``jobs/main.py``), not a local file: the job runs from inside the
+    unpacked project.
 
     ``args``: the script's arguments, a list or one string split like a shell would (kept as a
     tuple). ``parents``: job ids this job waits for; an id not among the jobs submitted with it
@@ -65,6 +70,8 @@ class Job:
     retries: int = 3
     timeout: float = 0.0
     env: Mapping[str, str] = field(default_factory=dict)
+    archive: str = ""
+    library: str = ""
     _spec: JobSpec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -73,10 +80,10 @@ class Job:
         if not isinstance(self.id, str) or not self.id:
             raise InvalidJob(f"a job needs a non-empty string id, got {self.id!r}",
                              [f"job id {self.id!r}: must be a non-empty string"])
-        given = [name for name in ("file", "script", "command")
-                 if getattr(self, name) is not None]
+        given = [name for name in ("file", "script", "command", "library")
+                 if getattr(self, name) not in (None, "")]
         if len(given) != 1:
-            problems.append(f"{where}: give exactly one of file, script or command"
+            problems.append(f"{where}: give exactly one of file, script, command or library"
                             + (f" (got {', '.join(given)})" if given else ""))
         content, script_name = self._script(where, problems)
         args = self._args(where, problems)
@@ -93,7 +100,8 @@ class Job:
                        args=args, parents=tuple(self.parents), priority=self.priority,
                        delay=self.delay, requirement=self.requirement,
                        affinity=self.affinity, worker=self.worker, retries=self.retries,
-                       timeout=self.timeout, env=env)
+                       timeout=self.timeout, env=env, archive=self.archive,
+                       library=self.library)
         if not problems:
             problems.extend(field_problems(spec))
         if not isinstance(self.affinity, bool):
@@ -109,6 +117,8 @@ class Job:
 
     def _script(self, where: str, problems: list[str]) -> tuple[bytes, str]:
         """The script's content and name ((b"", "") for a command)."""
+        if self.file is not None and self.archive:
+            return b"", Path(self.file).as_posix()  # an entry of the archive, checked there
         if self.file is not None:
             path = Path(self.file)
             try:
@@ -153,7 +163,8 @@ class Job:
                  "args": spec.args, "parents": spec.parents, "priority": spec.priority,
                  "delay": spec.delay, "requirement": spec.requirement,
                  "affinity": spec.affinity, "worker": spec.worker, "retries": spec.retries,
-                 "timeout": spec.timeout, "env": dict(spec.env), "_spec": spec}
+                 "timeout": spec.timeout, "env": dict(spec.env), "archive": spec.archive,
+                 "library": spec.library, "_spec": spec}
         for each in fields(cls):
             object.__setattr__(job, each.name, shown[each.name])
         return job

@@ -34,6 +34,7 @@ from titan_actors.wire.messages.master import (
 
 from .errors import RequestRefused, RunFailed, TitanSDKError, WaitTimeout, translated
 from .jobs import Job, Pipeline
+from .native_files import ClientFiles, RunFiles
 
 __all__ = ["FAILED_STATES", "Run", "RunResult", "Titan"]
 
@@ -67,7 +68,7 @@ class RunResult:
         return [job_id for job_id, state in self.states.items() if state in FAILED_STATES]
 
 
-class Titan:
+class Titan(ClientFiles):
     """A client of the Titan Actors master.
 
     Args:
@@ -226,7 +227,7 @@ def _submitter() -> tuple[str, str]:
     return run_id, os.environ.get("TITAN_JOB_ID", "") if run_id else ""
 
 
-class Run:
+class Run(RunFiles):
     """One run of the master: read it, wait for it, follow its jobs' output, cancel it.
 
     Made by :meth:`Titan.submit` and :meth:`Titan.run`; every call goes through that client.

@@ -157,3 +157,28 @@ def test_the_project_mode_example_runs_as_shipped(cluster):
     assert done.returncode == 0, done.stdout + done.stderr
     assert cluster.ctl("logs", "report").stdout == \
         "3 regions, 305 in all; best: north (150)\n"
+
+
+def test_native_sdk_files_and_a_run_s_workspace(cluster, monkeypatch, tmp_path):
+    from titan_sdk import Job, Pipeline, RequestRefused, Titan
+    point_environment_at(cluster, monkeypatch)
+    project = _project(tmp_path / "native")
+    with Titan() as titan:
+        info = titan.upload(project)
+        assert info.name == "native.zip"
+        titan.deploy_script(name="count.py", content="print(len(open('data.txt').read()))")
+        assert "count.py" in {f.name for f in titan.files(scripts=True)}
+        run = titan.submit(Pipeline("native-files", [
+            Job("nat-main", archive="native.zip", file="main.py", worker="worker-1"),
+            Job("nat-note", command=["sh", "-c", "echo noted > note.txt"], worker="worker-1")]))
+        run.wait(30)
+        assert run.logs("nat-main") == "FROM THE PROJECT FOLDER!\n"
+        paths = {(e.worker, e.path) for e in run.files()}
+        assert {("worker-1", "note.txt"), ("worker-1", "native/main.py")} <= paths
+        assert run.read_file("note.txt") == b"noted\n"
+        with pytest.raises(RequestRefused, match="no connected worker has"):
+            run.read_file("absent.txt")
+        saved = titan.download("native.zip", tmp_path / "back.zip")
+        assert saved.stat().st_size == info.size
+        with pytest.raises(FileNotFoundError):
+            titan.upload(tmp_path / "absent.bin")

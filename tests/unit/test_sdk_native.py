@@ -52,7 +52,7 @@ def test_a_file_job_reads_its_file_now(tmp_path):
 
 
 @pytest.mark.parametrize(("fields", "says"), [
-    ({}, "give exactly one of file, script or command"),
+    ({}, "give exactly one of file, script, command or library"),
     ({"script": "x", "command": ["true"]}, "(got script, command)"),
     ({"command": "echo hi"}, "command must be a list of strings"),
     ({"script": "x", "args": "'open"}, "do not split like a shell would"),
@@ -177,3 +177,12 @@ def test_connection_failed_names_the_address(monkeypatch):
             titan.submit(Pipeline("p", [Job("a", script="x")]))
     with pytest.raises(RequestRefused, match="TITAN_RUN_ID"):
         Titan("127.0.0.1", port).add_jobs(None, [Job("a", script="x")])
+
+
+def test_archive_and_library_jobs_name_what_the_master_holds():
+    entry = Job("a", archive="proj.zip", file="jobs/main.py")  # not read: inside the archive
+    assert (entry._spec.archive, entry._spec.script_name, entry._spec.script) == \
+        ("proj.zip", "jobs/main.py", b"")
+    assert Job("b", library="nightly.py")._spec.library == "nightly.py"
+    with pytest.raises(InvalidJob, match="archive entry '../x.py' must be a relative path"):
+        Job("c", archive="proj.zip", file="../x.py")

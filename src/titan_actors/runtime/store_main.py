@@ -55,6 +55,7 @@ def run_store(config: Config, ready_file: Path | None = None) -> int:
         tls = server_context(config.tls_cert, config.tls_key, config.tls_ca) \
             if config.tls_cert else None
         server = ActorServer(None, host=config.host, port=config.store_port, identity="store",
+                             port_option="--store-port",
                              keys=keys, seal_frames=config.seal_frames, tls=tls,
                              max_payload=config.max_frame_size,
                              handshake_timeout=config.handshake_timeout,

@@ -93,8 +93,9 @@ class ActorServer:
                  on_connect: Callable[[Endpoint], None] | None = None,
                  on_disconnect: Callable[[Endpoint], None] | None = None,
                  clock: Clock = SYSTEM_CLOCK, wall_clock: Callable[[], float] | None = None,
-                 endpoint_options: dict | None = None):
+                 endpoint_options: dict | None = None, port_option: str = "--port"):
         check_bind_address(host, keys is not None)
+        self._port_option = port_option  # named when the port is taken
         if keys is not None and not keys.is_cluster_key:
             raise ConfigError("a server needs the cluster key file, not a role key file "
                               "(`titanctl key derive` makes keys for clients and workers)")
@@ -138,7 +139,7 @@ class ActorServer:
         except OSError as error:
             raise ConfigError(f"cannot listen on {self._host}:{self._server.address[1]}: "
                               f"{error.strerror or error} (is another process using it? "
-                              "choose another with --port)") from error
+                              f"choose another with {self._port_option})") from error
         return self.address
 
     def start(self) -> "ActorServer":
@@ -148,7 +149,7 @@ class ActorServer:
         except OSError as error:
             raise ConfigError(f"cannot listen on {self._host}:{self._server.address[1]}: "
                               f"{error.strerror or error} (is another process using it? "
-                              "choose another with --port)") from error
+                              f"choose another with {self._port_option})") from error
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
