@@ -109,7 +109,8 @@ def translated(where: str, ref: str = "") -> Iterator[None]:
         yield
     except TitanSDKError:
         raise
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as error:
+    except (core.LocalFileError, FileNotFoundError, IsADirectoryError,
+            NotADirectoryError) as error:
         raise RequestRefused(str(error)) from error  # a local file (a project's), not the link
     except (core.ConnectionError_, core.HandshakeError, core.ProtocolError,
             core.AskTimeoutError, OSError) as error:

@@ -54,7 +54,8 @@ class ClientFiles:
 
     def download(self, name: str, dest: _Path, scripts: bool = False) -> Path:
         """Save a stored file at ``dest`` (a file, or a folder to save it in); return the path.
-        Raises RequestRefused naming the file when it is not stored."""
+        Raises RequestRefused naming the file when it is not stored, or naming ``dest`` when it
+        cannot be saved there (a missing folder, no permission); the connection stays open."""
         return self._call(lambda c: transfer.download(c, name, dest, _area(scripts)), ref=name)
 
     def read_file(self, name: str, scripts: bool = False) -> bytes:

@@ -178,6 +178,11 @@ class TitanClient:
     def _call(self, action: Callable[[MasterClient], _T], retry: bool = False) -> _T | str:
         """``action(client)``, or the ``ERROR:`` / ``CONNECTION_ERROR:`` string it failed with.
 
+        ``CONNECTION_ERROR:`` (and the connection is closed) when the master cannot be reached
+        or the link broke; ``ERROR:`` for a refusal, a local file that cannot be read or
+        written (LocalFileError: the connection stays open), and any other unexpected error,
+        since no method of this client raises. KeyboardInterrupt and the like still propagate.
+
         ``retry``: a read, safe to try once more on a fresh connection when a kept one broke.
         """
         for attempt in (1, 2):
@@ -194,6 +199,8 @@ class TitanClient:
                 return f"CONNECTION_ERROR: {text}"
             except TitanError as error:
                 return f"ERROR: {error}"
+            except Exception as error:  # not a refusal: say what it was, as a refusal would
+                return f"ERROR: {type(error).__name__}: {error}"
         raise AssertionError("unreachable")
 
     # -- submitting -----------------------------------------------------------------------------

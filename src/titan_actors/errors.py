@@ -39,6 +39,12 @@ class UsageError(TitanError):
     """The user's input (a flag, a setting, a file, a field) is invalid; the message says how."""
 
 
+class LocalFileError(UsageError):
+    """A file or folder on this machine cannot be read or written (a missing folder, no
+    permission, a full disk). The message names the local path and what is wrong; it is not a
+    connection failure, and the connection to the master stays usable."""
+
+
 class ConfigError(UsageError):
     """A setting has an invalid value, or a combination of settings is unsafe."""
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 
+from titan_actors.execution.archives import not_packed
 from titan_actors.pipeline_yaml import (
     Bad,
     Entry,
@@ -241,17 +242,25 @@ def _script(written: str, line: int, base: Path, problems: Problems,
 
 def _entry(written: str, line: int, base: Path, problems: Problems,
            where: str) -> dict[str, Any]:
-    """Project mode: ``file`` is a path inside the pipeline's folder, run from the archive."""
+    """Project mode: ``file`` is a path inside the pipeline's folder, run from the archive; it
+    must be a file that packing the folder keeps (no link on its path, not inside a folder such
+    as ``.git`` or ``venv``), or the job would not find it in the uploaded archive."""
     path = Path(os.path.normpath(base / written))
     if path == base or base not in path.parents:
         problems.add(line, f"{where}file {written!r} is outside the pipeline's folder ({base}); "
                            "in project mode every file is inside the project")
         return {}
+    entry = path.relative_to(base).as_posix()
+    left_out = not_packed(base, entry)
+    if left_out is not None:
+        problems.add(line, f"{where}file {written!r} would not be in the project's archive: "
+                           f"{left_out}; move the script to a plain folder of the project")
+        return {}
     if not path.is_file():
         problems.add(line, f"{where}file {written!r} does not exist (looked in {base})"
                      if not path.exists() else f"{where}file {written!r} is not a file")
         return {}
-    return {"script_name": path.relative_to(base).as_posix()}
+    return {"script_name": entry}
 
 
 def _check_what_runs(found: dict[str, Entry], values: dict[str, Any], line: int,

@@ -8,6 +8,7 @@ YAML pipeline in project mode, ``script:`` from the library, and the ``titanctl`
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,19 @@ def test_artifacts_hand_a_file_from_one_worker_to_another(sdk, cluster, tmp_path
     assert sdk.fetch_artifact("no-such-file.bin").startswith("ERROR: 'no-such-file.bin' is not")
 
 
+def test_local_file_errors_are_refusals_and_keep_the_connection(sdk, tmp_path):
+    (tmp_path / "local.txt").write_text("kept\n")
+    assert sdk.upload_file(str(tmp_path / "local.txt")) == "UPLOAD_SUCCESS"
+    dest = tmp_path / "missing" / "dir" / "out.txt"
+
+    assert sdk.fetch_artifact("local.txt", str(dest)) == \
+        f"ERROR: cannot save to {dest}: the folder {dest.parent} does not exist"
+    assert sdk._client is not None  # a local refusal does not close the connection
+    assert sdk.fetch_artifact("local.txt", "bad\0name").startswith("ERROR: ValueError: ")
+    assert sdk.fetch_artifact("local.txt", str(tmp_path / "out.txt")) is True
+    assert (tmp_path / "out.txt").read_text() == "kept\n"
+
+
 def test_upload_file_refusals_make_no_call(tmp_path):
     with TitanClient(port=closed_port(), timeout=5) as client:
         assert client.upload_file(str(tmp_path / "absent.txt")) == \
@@ -142,6 +156,16 @@ def test_cli_deploy_library_script_upload_download_and_workspace(cluster, tmp_pa
     assert cluster.ctl("download", "table.csv").stdout == "a,b\n1,2\n"
     saved = cluster.ctl("download", "table.csv", "-o", str(tmp_path / "copy.csv"))
     assert saved.returncode == 0 and (tmp_path / "copy.csv").read_text() == "a,b\n1,2\n"
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * 10_000)  # more than two chunks of 1 MiB
+    assert cluster.ctl("upload", str(big)).returncode == 0
+    streamed = cluster.ctl_bytes("download", "big.bin")
+    assert streamed.returncode == 0 and streamed.stdout == big.read_bytes()
+    missing_folder = tmp_path / "absent" / "copy.csv"
+    refused_save = cluster.ctl("download", "table.csv", "-o", str(missing_folder))
+    assert refused_save.returncode == 2
+    assert f"cannot save to {missing_folder}: the folder {missing_folder.parent} does not " \
+        "exist" in refused_save.stderr
     unknown = cluster.ctl("download", "nope.csv")
     assert unknown.returncode == 2 and "'nope.csv' is not in the uploaded files" in unknown.stderr
     refused = cluster.ctl("submit", str(write_pipeline(tmp_path / "bad.yaml", "bad", [
@@ -180,5 +204,9 @@ def test_native_sdk_files_and_a_run_s_workspace(cluster, monkeypatch, tmp_path):
             run.read_file("absent.txt")
         saved = titan.download("native.zip", tmp_path / "back.zip")
         assert saved.stat().st_size == info.size
+        dest = tmp_path / "missing" / "back.zip"
+        with pytest.raises(RequestRefused, match=re.escape(f"cannot save to {dest}: the folder ")):
+            titan.download("native.zip", dest)
+        assert titan.read_file("native.zip") == saved.read_bytes()  # still connected
         with pytest.raises(FileNotFoundError):
             titan.upload(tmp_path / "absent.bin")

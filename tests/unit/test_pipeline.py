@@ -503,6 +503,38 @@ def test_project_mode_files_must_be_inside_the_project(tmp_path):
         f"p.yaml:5: job 'b': file 'missing.py' does not exist (looked in {tmp_path / 'proj'})"]
 
 
+def test_project_mode_refuses_files_that_packing_leaves_out(tmp_path):
+    project = tmp_path / "proj"
+    for folder in (".git/hooks", "venv/bin", "node_modules/tool", "real"):
+        (project / folder).mkdir(parents=True)
+    for script in (".git/hooks/run.py", "venv/bin/run.py", "node_modules/tool/run.py",
+                   "real/run.py"):
+        (project / script).write_text("print(1)\n")
+    (project / "linked").symlink_to(project / "real")
+    (project / "alias.py").symlink_to(project / "real" / "run.py")
+    found = problems(project, "name: t\nproject: true\njobs:\n"
+                              "  - {id: a, file: .git/hooks/run.py}\n"
+                              "  - {id: b, file: venv/bin/run.py}\n"
+                              "  - {id: c, file: node_modules/tool/run.py}\n"
+                              "  - {id: d, file: linked/run.py}\n"
+                              "  - {id: e, file: alias.py}\n"
+                              "  - {id: f, file: real/run.py}\n")
+    fix = "; move the script to a plain folder of the project"
+    assert found[0].startswith("p.yaml:4: job 'a': file '.git/hooks/run.py' would not be in "
+                               "the project's archive: it is inside '.git', a folder that is "
+                               "never packed (the skipped folders: ")
+    assert found[1].startswith("p.yaml:5: job 'b': file 'venv/bin/run.py' would not be in the "
+                               "project's archive: it is inside 'venv', a folder that is never "
+                               "packed")
+    assert "it is inside 'node_modules'" in found[2] and found[2].startswith("p.yaml:6:")
+    assert found[3:] == [
+        "p.yaml:7: job 'd': file 'linked/run.py' would not be in the project's archive: it "
+        f"goes through 'linked', a symbolic link, and links are not packed{fix}",
+        "p.yaml:8: job 'e': file 'alias.py' would not be in the project's archive: "
+        f"'alias.py' is a symbolic link, and links are not packed{fix}"]
+    assert all(line.endswith(fix) for line in found)
+
+
 def test_a_library_script_is_named_not_read(tmp_path):
     each = job(tmp_path, "script: nightly.py\nargs: --full")
     assert (each.library, each.script, each.script_name, each.args) == \

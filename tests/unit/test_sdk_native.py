@@ -131,6 +131,8 @@ def test_a_pipeline_needs_a_name_and_jobs():
      SubmissionRefused),
     (core.PermissionDeniedError("scoped to run r1"), RequestRefused),
     (core.InvalidTransitionError("running"), RequestRefused),
+    (core.LocalFileError("cannot save to /missing/out.txt: the folder /missing does not exist"),
+     RequestRefused),
     (core.BrokenError("reset by peer"), ConnectionFailed),
     (core.AskTimeoutError("no reply"), ConnectionFailed),
     (core.HandshakeError("wrong key"), ConnectionFailed),

@@ -300,6 +300,7 @@ class MasterActor(ClientRequests, FileRequests, WorkerRequests, Actor):
 
     @handles(_Retention)
     def _retention(self, msg: _Retention) -> None:
+        self.files.drop_idle()
         if self.degraded is not None:
             return
         count, _ = self._prune_runs(self.options.retention_age, self.options.retention_runs)

@@ -36,8 +36,8 @@ class ClientRequests:
     @handles(m.AddJobs)
     def _add_jobs(self, msg: m.AddJobs, sender: Sender) -> Future:
         from_job = _submitting_job(sender, msg.from_job)
-        records = self.scheduler.add_jobs(msg.run_id, self._resolve_files(msg.jobs),
-                                          self.clock.time(),
+        jobs = self._jobs_with_files(msg.run_id, msg.jobs)
+        records = self.scheduler.add_jobs(msg.run_id, jobs, self.clock.time(),
                                           from_run=sender.peer.run_id or (
                                               msg.run_id if from_job else ""),
                                           from_job=from_job)

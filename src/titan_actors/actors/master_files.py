@@ -1,64 +1,91 @@
-"""The master's file requests: uploads, downloads, the script library, archive pinning, and the
-files of a run's workspace on whichever workers hold them.
+"""The master's file requests: uploads, downloads, the script library, pinning the files a job
+runs, and the files of a run's workspace on whichever workers hold them.
 
 A mixin of :class:`~titan_actors.actors.master.MasterActor` (it uses ``self.files``, a
-:class:`~titan_actors.master.files.FileStore`, the worker registry and the scheduler).
+:class:`~titan_actors.master.files.FileStore`, the worker registry and the scheduler). The
+blocking file work (fsyncs, renames, unlinks) runs in the threadpool from owned greenlets; the
+handlers answer with a Future.
+
+Who may do what: clients store, replace and delete anything; a job (role JOB) may store files
+and artifacts and replace or delete those stored by jobs, but not a file a client stored (a
+project archive a person uploaded must not be swapped by a job) and nothing in the script
+library.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from ..errors import SubmissionError, TitanError, UsageError
+from ..aof.record import DEFAULT_MAX_RECORD_SIZE
+from ..errors import PermissionDeniedError, SubmissionError, UsageError
 from ..offload import run_in_thread
 from ..scheduler.model import JobSpec, RunSpec
+from ..wire import codec
 from ..wire.messages import files as f
-from ..wire.messages.master import Done
+from ..wire.messages.master import AddJobs, Done, SubmitRun
+from ..wire.roles import Role
 from .base import Sender, handles
 from .future import Future
 
 log = logging.getLogger("titan.master")
 
-MAX_LIBRARY_SCRIPT = 16 * 1024 * 1024
 WORKSPACE_ENTRIES = 5000      # entries listed per worker
+WORKSPACE_TOTAL = 20_000      # entries in one answer, all workers together
 WORKSPACE_TIMEOUT = 5.0       # seconds a worker has to answer
+# a submission's record must fit in one AOF record, with room for the record's own fields
+_MAX_SUBMISSION = DEFAULT_MAX_RECORD_SIZE - (256 << 10)
 
 
 class FileRequests:
     """Handlers for files (see the module docstring)."""
 
+    def _in_thread(self, what: str, work: Callable[[], Any],
+                   then: Callable[[Any], Any] = lambda value: value) -> Future:
+        """Run ``work`` in the threadpool from an owned greenlet; the Future gets
+        ``then(result)`` or the error."""
+        reply = Future(what)
+
+        def run() -> None:
+            try:
+                reply.set(then(run_in_thread(work)))
+            except Exception as error:  # the caller's answer, not a crash of the master
+                reply.set_exception(error)
+        self.spawn(run)
+        return reply
+
     # -- uploads and downloads ------------------------------------------------------------------
 
     @handles(f.PutFile)
     def _put_file(self, msg: f.PutFile, sender: Sender):
-        self._check_area_write(msg.area, sender)
+        if msg.offset == 0:
+            self._check_write(msg.area, msg.name, sender, "replace")
+        owner_run = sender.peer.run_id if sender.peer.role is Role.JOB else ""
         received = self.files.write_chunk(msg.area, msg.name, msg.upload_id, msg.offset,
-                                          msg.data)
+                                          msg.data, owner=sender.ref, owner_run=owner_run)
         if not msg.final:
             return f.FileStored(received)
-        reply = Future("stored file")
+        upload = self.files.take(msg.upload_id)
 
-        def finish() -> None:
-            try:
-                info = run_in_thread(self.files.finish, msg.upload_id)
-            except Exception as error:
-                reply.set_exception(error)
-                return
-            log.info("stored %s %r (%d bytes, %s)", msg.area.name.lower(), info.name, info.size,
-                     info.digest[:12])
-            reply.set(f.FileStored(received, info))
-        self.spawn(finish)
-        return reply
+        def stored(info: f.FileInfo) -> f.FileStored:
+            log.info("stored %s %r (%d bytes, %s)", info.area.name.lower(), info.name,
+                     info.size, info.digest[:12])
+            return f.FileStored(received, info)
+        return self._in_thread("stored file", lambda: self.files.finish(upload), stored)
 
-    def _check_area_write(self, area: f.FileArea, sender: Sender) -> None:
-        """Jobs may upload files and artifacts, but the script library is for people."""
-        from ..wire.roles import Role
-        if area is f.FileArea.SCRIPTS and sender.peer.role is Role.JOB:
-            from ..errors import PermissionDeniedError
+    def _check_write(self, area: f.FileArea, name: str, sender: Sender, verb: str) -> None:
+        """A job may not touch the script library, nor a file a client stored."""
+        if sender.peer.role is not Role.JOB:
+            return
+        if area is f.FileArea.SCRIPTS:
             raise PermissionDeniedError("a job cannot change the master's script library; "
                                         "deploy scripts as a client (titanctl deploy)")
+        existing = self.files.find(area, name)
+        if existing is not None and not existing.owner_run:
+            raise PermissionDeniedError(f"a job cannot {verb} {name!r}: a client stored it "
+                                        "(store the job's file under another name)")
 
     @handles(f.GetFile)
     def _get_file(self, msg: f.GetFile) -> f.FileData:
@@ -76,44 +103,70 @@ class FileRequests:
         return f.FileList(tuple(self.files.list(msg.area)))
 
     @handles(f.DeleteFile)
-    def _delete_file(self, msg: f.DeleteFile, sender: Sender) -> Done:
-        self._check_area_write(msg.area, sender)
-        info = self.files.delete(msg.area, msg.name)
-        return Done(f"deleted {info.name!r} ({info.size} bytes)")
+    def _delete_file(self, msg: f.DeleteFile, sender: Sender) -> Future:
+        self.files.info(msg.area, msg.name)  # an unknown name: say so, naming what is there
+        self._check_write(msg.area, msg.name, sender, "delete")
+        return self._in_thread("deleted file", lambda: self.files.delete(msg.area, msg.name),
+                               lambda info: Done(f"deleted {info.name!r} ({info.size} bytes)"))
 
     def _collect_files(self) -> None:
-        """Drop blobs no name and no retained job refers to."""
+        """Drop (in the threadpool) the blobs no name and no retained job refers to."""
         keep = set()
         for run in self.scheduler.runs():
             for job in self.scheduler.jobs(run.run_id):
-                digest = self.scheduler.job_spec(run.run_id, job.job_id).archive_digest
+                digest = self.scheduler.job_spec(run.run_id, job.job_id).file_digest
                 if digest:
                     keep.add(digest)
-        removed = self.files.collect(keep)
-        if removed:
-            log.info("removed %d stored files no name or job refers to", len(removed))
+
+        def collect() -> None:
+            try:
+                removed = run_in_thread(self.files.collect, keep)
+            except OSError as error:  # tried again after the next retention
+                log.warning("could not collect stored files: %s", error)
+                return
+            if removed:
+                log.info("removed %d stored files no name or job refers to", len(removed))
+        self.spawn(collect)
+
+    def _files_peer_gone(self, ref) -> None:
+        dropped = self.files.abort_owner(ref) if self.files is not None else 0
+        if dropped:
+            log.info("dropped %d unfinished uploads of a closed connection", dropped)
 
     # -- submissions --------------------------------------------------------------------------
 
     def _with_files(self, spec: RunSpec) -> RunSpec:
-        return dataclasses.replace(spec, jobs=self._resolve_files(spec.jobs))
+        spec = dataclasses.replace(spec, jobs=self._resolve_files(spec.jobs))
+        self._check_size(len(codec.encode(SubmitRun(spec))), f"run {spec.name!r}")
+        return spec
+
+    def _jobs_with_files(self, run_id: str, jobs: Sequence[JobSpec]) -> tuple[JobSpec, ...]:
+        resolved = self._resolve_files(jobs)
+        self._check_size(len(codec.encode(AddJobs(run_id, resolved))), f"jobs for {run_id}")
+        return resolved
+
+    @staticmethod
+    def _check_size(size: int, what: str) -> None:
+        if size > _MAX_SUBMISSION:
+            problem = (f"{what} is {size} bytes, more than the {_MAX_SUBMISSION} bytes one "
+                       "submission may hold; deploy big scripts to the script library "
+                       "(script: NAME) or upload a project, which jobs name instead of carrying")
+            raise SubmissionError(f"submission refused: {problem}", (problem,))
 
     def _resolve_files(self, jobs: Sequence[JobSpec]) -> tuple[JobSpec, ...]:
-        """Fill library scripts in and pin archives. Raises SubmissionError listing every job
-        whose script or archive is not stored here."""
+        """Pin the stored file each archive or library job runs (its digest). Raises
+        SubmissionError listing every job whose file is not stored here."""
         out, problems = [], []
         for spec in jobs:
             try:
-                if spec.library and not spec.script:
-                    info, content = self.files.read(f.FileArea.SCRIPTS, spec.library, 0,
-                                                    MAX_LIBRARY_SCRIPT + 1)
-                    if len(content) > MAX_LIBRARY_SCRIPT:
-                        raise UsageError(f"library script {spec.library!r} is larger than "
-                                         f"{MAX_LIBRARY_SCRIPT} bytes")
-                    spec = dataclasses.replace(spec, script_name=spec.library, script=content)
-                if spec.archive and not spec.archive_digest:
+                if spec.file_digest:  # pinned by the submitter: it must be here
+                    self.files.blob_info(spec.file_digest)
+                elif spec.library:
+                    info = self.files.info(f.FileArea.SCRIPTS, spec.library)
+                    spec = dataclasses.replace(spec, file_digest=info.digest)
+                elif spec.archive:
                     info = self.files.info(f.FileArea.UPLOADS, spec.archive)
-                    spec = dataclasses.replace(spec, archive_digest=info.digest)
+                    spec = dataclasses.replace(spec, file_digest=info.digest)
             except UsageError as error:
                 problems.append(f"job '{spec.id}': {error}")
             out.append(spec)
@@ -146,6 +199,10 @@ class FileRequests:
                 if found.truncated:
                     truncated.append(name)
             entries.sort(key=lambda e: (e.path, e.worker))
+            if len(entries) > WORKSPACE_TOTAL:
+                truncated.extend(sorted({e.worker for e in entries[WORKSPACE_TOTAL:]}
+                                        - set(truncated)))
+                del entries[WORKSPACE_TOTAL:]
             reply.set(f.WorkspaceListing(msg.run_id, tuple(entries), tuple(unreachable),
                                          tuple(truncated)))
         self.spawn(gather)
@@ -166,7 +223,7 @@ class FileRequests:
             for name, answer in asks:
                 try:
                     found = answer.get(WORKSPACE_TIMEOUT)
-                except TitanError as error:
+                except Exception as error:
                     failed.append(f"{name}: {error}")
                     continue
                 if found.found:
@@ -197,6 +254,7 @@ class FileRequests:
             try:
                 asks.append((entry.name, entry.ref.ask_async(message,
                                                              timeout=WORKSPACE_TIMEOUT)))
-            except TitanError as error:
+            except Exception as error:
                 log.info("cannot ask worker %s: %s", entry.name, error)
         return asks
+

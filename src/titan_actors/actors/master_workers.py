@@ -168,6 +168,7 @@ class WorkerRequests:
 
     @handles(PeerGone)
     def _peer_gone(self, msg: PeerGone) -> None:
+        self._files_peer_gone(msg.ref)
         entry = self.workers.by_ref(msg.ref)
         if entry is not None:
             log.info("worker %s disconnected; its lease runs for %.1f s", entry.name,

@@ -121,6 +121,7 @@ class WorkerActor(WorkerFiles, MasterLink, Actor):
         self.unacked: dict[w.AttemptRef, w.AttemptResult] = {}
         self.handing_back: set[w.AttemptRef] = set()
         self._projects: dict[tuple[str, str], Any] = {}  # (run, digest) -> Future of its folder
+        self._folders: dict[tuple[str, str], str] = {}   # (run, folder) -> digest unpacking
         self.draining = False
         self._stopping = False
 
@@ -177,8 +178,8 @@ class WorkerActor(WorkerFiles, MasterLink, Actor):
         attempt = _Attempt(ref)
         self.attempts[ref] = attempt
         self.by_key[_key(ref)] = ref
-        if msg.spec.archive:
-            self._prepare_project(msg)  # launches once the project is unpacked
+        if msg.spec.archive or msg.spec.library:
+            self._prepare(msg)  # launches once the stored file it runs is in place
             return
         try:
             cwd = workspace.prepare_run(self.options.data_dir, ref.run_id)

@@ -1,15 +1,18 @@
-"""The worker's files: unpacking the archive an archive job runs in, and answering the master's
-questions about a run's workspace.
+"""The worker's files: fetching the stored file a job runs (a project archive or a library
+script), and answering the master's questions about a run's workspace.
 
 A mixin of :class:`~titan_actors.actors.worker.WorkerActor`.
 
-Archives are cached by digest under ``<worker dir>/archives/<sha256>`` (fetched from the master
-in chunks and checked against the digest) and unpacked once per run into
-``runs/<run_id>/<project>/``, where ``<project>`` is the archive's name without its suffix. Jobs
-of the run that use the same archive share that folder, and wait for the one unpacking it; the
-folder is their working directory and comes first on their PYTHONPATH. The
-fetch and the unpacking run in an owned greenlet (file I/O in the threadpool), so the actor's
-loop keeps going; the attempt counts as running meanwhile, and a kill stops it before launch.
+Stored files are cached by digest under ``<worker dir>/archives/<sha256>`` (fetched from the
+master in chunks and checked against the digest). A library script is written into the run's
+script folder like any script. An archive is unpacked once per run into
+``runs/<run_id>/<project>/``, where ``<project>`` is the archive's name without its suffix (with
+the digest added when another version already has that folder, or is being unpacked into it).
+Jobs of the run that use the same archive share that folder, and wait for the one unpacking it;
+the folder is their working directory and comes first on their PYTHONPATH. The fetch and the
+unpacking run in an owned greenlet (file I/O in the threadpool), so the actor's loop keeps
+going; the attempt counts as running meanwhile, and a kill stops it before launch. Whatever
+goes wrong there fails the attempt ("could not start: ..."), never the worker.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import gevent
 
-from ..errors import TitanError, UsageError
+from ..errors import UsageError
 from ..execution import archives, workspace
 from ..offload import run_in_thread
 from ..wire.messages import files as f
@@ -35,84 +38,126 @@ from .future import Future
 log = logging.getLogger("titan.worker")
 
 _SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".zip", ".tar")
+_RESERVED = frozenset({".titan", ".", ".."})
 _FETCH_TIMEOUT = 60.0
+_MARKER = ".titan-archive"
 
 
 @dataclass(frozen=True, slots=True)
-class _ProjectReady:
+class _Prepared:
+    """The stored file of a dispatch is in place: launch in ``cwd``, or fail with ``error``."""
+
     dispatch: w.Dispatch
-    project: Path | None
+    cwd: Path | None
+    script: Path | None
     error: str = ""
 
 
-def project_folder_name(archive: str, digest: str, run_dir: Path) -> str:
+def project_folder_name(archive: str, digest: str, run_dir: Path,
+                        taken: dict[str, str] | None = None) -> str:
     """The folder an archive unpacks to inside a run: its name without the suffix, or with the
-    digest added when another version of it was unpacked there already."""
+    digest added when another version is there (or in ``taken``: folder -> digest being
+    unpacked), or the name is reserved (``.titan``)."""
     stem = archive
     for suffix in _SUFFIXES:
         if stem.lower().endswith(suffix) and len(stem) > len(suffix):
             stem = stem[:-len(suffix)]
             break
-    marker = run_dir / stem / ".titan-archive"
+    versioned = f"{stem}-{digest[:12]}"
+    if stem in _RESERVED or (taken or {}).get(stem, digest) != digest:
+        return versioned
     try:
-        if marker.read_text().strip() != digest:
-            return f"{stem}-{digest[:12]}"
+        if (run_dir / stem / _MARKER).read_text().strip() != digest:
+            return versioned
     except FileNotFoundError:
         if (run_dir / stem).exists():
-            return f"{stem}-{digest[:12]}"
+            return versioned
+    except OSError:
+        return versioned
     return stem
 
 
 class WorkerFiles:
-    """Archive preparation and workspace answers (see the module docstring)."""
+    """Stored-file preparation and workspace answers (see the module docstring)."""
+
+    def _prepare(self, msg: w.Dispatch) -> None:
+        """Fetch what the dispatch runs, then launch it (as ``_Prepared``)."""
+        if msg.spec.archive:
+            self._prepare_project(msg)
+        else:
+            self.spawn(self._prepare_library, msg)
+
+    def _prepare_library(self, msg: w.Dispatch) -> None:
+        ref, spec = msg.ref, msg.spec
+        try:
+            blob = self._cached_file(f"library script {spec.library!r}", spec.file_digest)
+            content = run_in_thread(blob.read_bytes)
+            script = run_in_thread(workspace.write_script, self.options.data_dir, ref.run_id,
+                                   ref.job_id, ref.attempt, spec.library, content)
+            cwd = workspace.prepare_run(self.options.data_dir, ref.run_id)
+        except Exception as error:  # the attempt fails, the worker goes on
+            self.notify(_Prepared(msg, None, None, str(error)))
+            return
+        named = dataclasses.replace(msg, spec=dataclasses.replace(spec, script_name=spec.library))
+        self.notify(_Prepared(named, cwd, script))
 
     def _prepare_project(self, msg: w.Dispatch) -> None:
-        """Fetch and unpack the dispatch's archive, then launch (as ``_ProjectReady``)."""
         spec, run_id = msg.spec, msg.ref.run_id
-        key = (run_id, spec.archive_digest)
+        key = (run_id, spec.file_digest)
         pending = self._projects.get(key)
         if pending is None:
+            run_dir = workspace.run_dir(self.options.data_dir, run_id)
+            taken = {folder: digest for (run, folder), digest in self._folders.items()
+                     if run == run_id}
+            folder = project_folder_name(spec.archive, spec.file_digest, run_dir, taken)
+            self._folders[(run_id, folder)] = spec.file_digest
             pending = self._projects[key] = Future(f"project {spec.archive}")
-            self.spawn(self._unpack_for_run, msg, pending)
+            self.spawn(self._unpack_for_run, msg, folder, pending)
 
         def ready(done: Future) -> None:
             if self._projects.get(key) is done:
                 del self._projects[key]  # later jobs find the folder (or try again)
-            if done.successful():
-                self.notify(_ProjectReady(msg, done.value))
-            else:
-                self.notify(_ProjectReady(msg, None, str(done.exception)))
+            if not done.successful():
+                self.notify(_Prepared(msg, None, None, str(done.exception)))
+                return
+            project = done.value
+            try:
+                entry = _entry_path(project, spec.script_name)
+            except Exception as error:  # the attempt fails, the worker goes on
+                self.notify(_Prepared(msg, None, None, str(error)))
+                return
+            self.notify(_Prepared(_with_project_path(msg, project), project, entry))
         pending.add_done_callback(ready)
 
-    def _unpack_for_run(self, msg: w.Dispatch, result: Future) -> None:
-        spec = msg.spec
+    def _unpack_for_run(self, msg: w.Dispatch, folder: str, result: Future) -> None:
+        spec, run_id = msg.spec, msg.ref.run_id
         try:
-            blob = self._cached_archive(spec.archive, spec.archive_digest)
-            run_dir = workspace.prepare_run(self.options.data_dir, msg.ref.run_id)
-            name = project_folder_name(spec.archive, spec.archive_digest, run_dir)
-            project = run_dir / name
+            blob = self._cached_file(f"archive {spec.archive!r}", spec.file_digest)
+            run_dir = workspace.prepare_run(self.options.data_dir, run_id)
+            project = run_dir / folder
             if not project.exists():
                 count = run_in_thread(archives.unpack, blob, project,
                                       max_bytes=self.options.archive_max_bytes,
                                       max_entries=self.options.archive_max_entries)
-                (project / ".titan-archive").write_text(spec.archive_digest)
-                log.info("unpacked %s (%d files) for run %s", spec.archive, count,
-                         msg.ref.run_id)
+                (project / _MARKER).write_text(spec.file_digest)
+                log.info("unpacked %s (%d files) for run %s", spec.archive, count, run_id)
             result.set(project)
-        except (TitanError, OSError) as error:
+        except Exception as error:  # the attempts fail, the worker goes on
             result.set_exception(error)
+        finally:
+            self._folders.pop((run_id, folder), None)
 
-    def _cached_archive(self, archive: str, digest: str) -> Path:
-        """The archive's blob in this worker's cache, fetched from the master if missing."""
+    def _cached_file(self, what: str, digest: str) -> Path:
+        """The stored file ``digest`` in this worker's cache, fetched from the master if
+        missing and checked against the digest."""
         cache = self.options.data_dir / "archives"
         path = cache / digest
         if path.exists():
-            os.utime(path)  # the sweep removes archives unused for the retention age
+            os.utime(path)  # the sweep removes files unused for the retention age
             return path
         cache.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.master is None:
-            raise UsageError(f"archive {archive!r} is not cached here and the master is not "
-                             "connected")
+            raise UsageError(f"{what} is not cached here and the master is not connected")
         tmp = cache / f".{digest}.{os.getpid()}.{id(gevent.getcurrent())}"
         hasher, offset = hashlib.sha256(), 0
         try:
@@ -126,30 +171,27 @@ class WorkerFiles:
                     if chunk.eof or not chunk.data:
                         break
             if hasher.hexdigest() != digest:
-                raise UsageError(f"archive {archive!r} arrived damaged (its SHA-256 is not "
-                                 f"{digest})")
+                raise UsageError(f"{what} arrived damaged (its SHA-256 is not {digest})")
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
         return path
 
-    @handles(_ProjectReady)
-    def _project_ready(self, msg: _ProjectReady) -> None:
+    @handles(_Prepared)
+    def _prepared(self, msg: _Prepared) -> None:
         ref = msg.dispatch.ref
         attempt = self.attempts.get(ref)
         if attempt is None or attempt.exit_code is not None:
-            return  # killed or cancelled while the project was being prepared
-        if msg.project is None:
-            self._fail_to_start(attempt, f"archive {msg.dispatch.spec.archive!r}: {msg.error}")
+            return  # killed or cancelled while its file was being prepared
+        if msg.cwd is None or msg.script is None:
+            spec = msg.dispatch.spec
+            what = f"archive {spec.archive!r}" if spec.archive else \
+                f"library script {spec.library!r}"
+            self._fail_to_start(attempt, f"{what}: {msg.error}")
             return
-        try:
-            entry = _entry_path(msg.project, msg.dispatch.spec.script_name)
-        except UsageError as error:
-            self._fail_to_start(attempt, str(error))
-            return
-        if entry.suffix not in (".py", ".sh"):  # run directly: it must be executable
-            entry.chmod(stat.S_IMODE(entry.stat().st_mode) | stat.S_IXUSR)
-        self._launch(attempt, _with_project_path(msg.dispatch, msg.project), msg.project, entry)
+        if msg.script.suffix not in (".py", ".sh"):  # run directly: it must be executable
+            msg.script.chmod(stat.S_IMODE(msg.script.stat().st_mode) | stat.S_IXUSR)
+        self._launch(attempt, msg.dispatch, msg.cwd, msg.script)
 
     # -- the master's questions about a run's files ---------------------------------------------
 
@@ -162,14 +204,14 @@ class WorkerFiles:
             here = Path(dirpath)
             if here == root:
                 dirnames[:] = [d for d in dirnames if d != ".titan"]
-            dirnames.sort()
+            dirnames[:] = sorted(d for d in dirnames if _encodable(d))
             for name in sorted(filenames):
                 path = here / name
                 try:
                     info = path.lstat()
                 except FileNotFoundError:
                     continue
-                if not stat.S_ISREG(info.st_mode) or name == ".titan-archive":
+                if not stat.S_ISREG(info.st_mode) or name == _MARKER or not _encodable(name):
                     continue
                 if len(entries) >= msg.max_entries:
                     truncated = True
@@ -182,23 +224,65 @@ class WorkerFiles:
         return f.RunFiles(tuple(entries), truncated)
 
     @handles(f.ReadRunFile)
-    def _read_run_file(self, msg: f.ReadRunFile) -> f.RunFileData:
+    def _read_run_file(self, msg: f.ReadRunFile) -> Future:
         root = workspace.run_dir(self.options.data_dir, msg.run_id)
-        try:
-            path = _entry_path(root, msg.path)
-        except UsageError:
-            return f.RunFileData(False, 0, b"", True)
-        if msg.path.split("/")[0] == ".titan":
-            return f.RunFileData(False, 0, b"", True)
-        with open(path, "rb") as src:
-            size = os.fstat(src.fileno()).st_size
-            src.seek(max(msg.offset, 0))
-            data = src.read(min(max(msg.limit, 0), f.CHUNK))
-        return f.RunFileData(True, size, data, max(msg.offset, 0) + len(data) >= size)
+        reply = Future("run file")
+
+        def read() -> None:
+            try:
+                reply.set(run_in_thread(_read_inside, root, msg.path, max(msg.offset, 0),
+                                        min(max(msg.limit, 0), f.CHUNK)))
+            except Exception as error:  # the master's answer, not a crash of the worker
+                reply.set_exception(error)
+        self.spawn(read)
+        return reply
+
+
+def _encodable(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 (surrogate-escaped by os.walk)
+        return False
+    return True
+
+
+def _read_inside(root: Path, relative: str, offset: int, limit: int) -> f.RunFileData:
+    """Read ``root/relative`` opening one component at a time without following links (so a job
+    swapping a folder or the file for a link, or the file for a FIFO, reads nothing outside);
+    a missing or non-regular file is ``found=False``."""
+    missing = f.RunFileData(False, 0, b"", True)
+    try:
+        parts = archives.check_entry(relative).split("/")
+    except archives.ArchiveError:
+        return missing
+    if parts[0] == ".titan":
+        return missing
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(root, flags | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return missing
+    try:
+        for part in parts[:-1]:
+            next_fd = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        file_fd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
+    except (FileNotFoundError, NotADirectoryError, OSError):
+        os.close(fd)
+        return missing
+    os.close(fd)
+    with os.fdopen(file_fd, "rb") as src:
+        info = os.fstat(src.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return missing
+        src.seek(offset)
+        data = src.read(limit)
+    return f.RunFileData(True, info.st_size, data, offset + len(data) >= info.st_size)
 
 
 def prune_archives(worker_dir: Path, older_than: float, now: float) -> list[str]:
-    """Remove cached archives unused for ``older_than`` seconds; return their digests."""
+    """Remove cached files unused for ``older_than`` seconds; return their digests."""
     removed = []
     try:
         cached = list(os.scandir(worker_dir / "archives"))

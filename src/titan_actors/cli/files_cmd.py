@@ -81,8 +81,9 @@ def download(config: Config, name: str = typer.Argument(..., help="The stored fi
     """Download a stored file."""
     from .. import transfer
     with connect(config, master) as client:
-        if output is None:
-            write_raw(transfer.read_file(client, name, _area(scripts)))
+        if output is None:  # chunk by chunk: the file may be bigger than memory
+            for chunk in transfer.iter_file(client, name, _area(scripts)):
+                write_raw(chunk)
             return
         saved = transfer.download(client, name, output, _area(scripts))
     typer.echo(f"saved {saved}")
@@ -98,9 +99,9 @@ def workspace(config: Config, run_id: str = typer.Argument(..., help="The run.")
     """List the files of a run's workspace on the workers, or print one of them."""
     from .. import transfer
     with connect(config, master) as client:
-        if path is not None:
-            _holder, content = transfer.read_workspace_file(client, run_id, path, worker)
-            write_raw(content)
+        if path is not None:  # chunk by chunk, up to the size the file had when first read
+            for chunk in transfer.iter_workspace_file(client, run_id, path, worker):
+                write_raw(chunk)
             return
         listing = transfer.list_workspace(client, run_id)
     if json_out:

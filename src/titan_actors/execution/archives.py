@@ -10,16 +10,21 @@ project behind. Files are created owner-only (0600, or 0700 when the archive mar
 executable); folders 0700.
 
 Both ``.zip`` and tar (plain, gzip, bzip2, xz) are read; the format is found from the content.
+Entries written as ``./path`` (``tar -czf p.tgz -C proj .``) are read as ``path``. A damaged or
+unsupported archive (a bad CRC, a truncated stream, an unknown compression) is an ArchiveError
+naming the archive and, when known, the entry.
 """
 
 from __future__ import annotations
 
+import lzma
 import os
 import shutil
 import stat
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +39,7 @@ __all__ = [
     "ArchiveError",
     "PackResult",
     "check_entry",
+    "not_packed",
     "pack_folder",
     "unpack",
 ]
@@ -44,6 +50,11 @@ SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".venv", "venv",
                           "node_modules", ".titan", ".mypy_cache", ".pytest_cache",
                           ".ruff_cache"})
 _COPY = 1 << 16
+# what reading a damaged or unsupported archive raises (zipfile, tarfile and the decompressors);
+# an OSError only counts when it has no errno (gzip's BadGzipFile, bz2's "Invalid data stream"):
+# one with an errno is the disk's, not the archive's
+_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError,
+            RuntimeError, UnicodeDecodeError, OSError)
 
 
 class ArchiveError(UsageError):
@@ -75,11 +86,23 @@ def check_entry(name: str) -> str:
     return clean
 
 
+def _relative(name: str) -> str | None:
+    """``name`` without leading ``./`` components, or None for an entry that is only the
+    archive's top folder (``./`` or ``.``). ``..`` is left for :func:`check_entry` to refuse."""
+    while name.startswith("./"):
+        name = name[2:]
+    return None if name in ("", ".") else name
+
+
 def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *,
            max_bytes: int = DEFAULT_MAX_BYTES,
            max_entries: int = DEFAULT_MAX_ENTRIES) -> int:
     """Unpack ``archive`` into the new folder ``dest`` (which must not exist); return the
-    number of files written. Raises ArchiveError (nothing is left behind) or OSError."""
+    number of files written.
+
+    Raises ArchiveError for an unsafe, oversized, damaged or unsupported archive (the message
+    names the archive, and the entry when known), OSError when the destination cannot be
+    written. Nothing is left behind when it raises."""
     dest = Path(dest)
     if dest.exists():
         raise ArchiveError(f"{dest} exists already; unpack into a new folder")
@@ -97,19 +120,32 @@ def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *,
 def _unpack_into(archive: Path, work: Path, max_bytes: int, max_entries: int) -> int:
     budget = [max_bytes]
     count = 0
-    for number, (name, kind, executable, source) in enumerate(_entries(archive), 1):
-        if number > max_entries:
-            raise ArchiveError(f"{archive.name} has more than {max_entries} entries")
-        path = work / check_entry(name)
-        if kind == "dir":
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            continue
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if path.exists():
-            raise ArchiveError(f"entry {name!r} appears twice in {archive.name}")
-        with source() as src:
-            _copy(src, path, 0o700 if executable else 0o600, budget, name, max_bytes)
-        count += 1
+    current: str | None = None  # the entry being read, for the message when it is damaged
+    try:
+        for number, (name, kind, executable, source) in enumerate(_entries(archive), 1):
+            if number > max_entries:
+                raise ArchiveError(f"{archive.name} has more than {max_entries} entries")
+            relative = _relative(name)
+            if relative is None:
+                continue
+            path = work / check_entry(relative)
+            if kind == "dir":
+                path.mkdir(mode=0o700, parents=True, exist_ok=True)
+                continue
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if path.exists():
+                raise ArchiveError(f"entry {name!r} appears twice in {archive.name}")
+            current = name
+            with source() as src:
+                _copy(src, path, 0o700 if executable else 0o600, budget, name, max_bytes)
+            current = None
+            count += 1
+    except _DAMAGED as error:
+        if isinstance(error, OSError) and error.errno is not None:
+            raise
+        where = f" (entry {current!r})" if current is not None else ""
+        raise ArchiveError(f"{archive.name} is damaged or uses a form that cannot be "
+                           f"read{where}: {type(error).__name__}: {error}") from error
     return count
 
 
@@ -157,33 +193,73 @@ def _entries(archive: Path) -> Iterator[tuple[str, str, bool, object]]:
                                    "regular files and folders are unpacked")
 
 
+def not_packed(root: str | os.PathLike[str], relative: str) -> str | None:
+    """Why :func:`pack_folder` would leave the file ``root/relative`` out of the archive (a
+    link on its path, a folder of :data:`SKIPPED_DIRS` above it), or None when it would pack
+    it. Does not check that the file exists."""
+    path = Path(root)
+    parts = relative.split("/")
+    for number, part in enumerate(parts, 1):
+        path = path / part
+        shown = "/".join(parts[:number])
+        if number < len(parts) and part in SKIPPED_DIRS:
+            return (f"it is inside {shown!r}, a folder that is never packed (the skipped "
+                    f"folders: {', '.join(sorted(SKIPPED_DIRS))})")
+        if path.is_symlink():
+            if number == len(parts):
+                return f"{shown!r} is a symbolic link, and links are not packed"
+            return f"it goes through {shown!r}, a symbolic link, and links are not packed"
+    return None
+
+
+def _encodable(relative: str) -> bool:
+    """Whether a zip can name this path: os.walk gives the bytes of a name that is not UTF-8
+    as surrogate escapes, which no zip entry can carry."""
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(relative: str) -> str:
+    """A path for messages, with the bytes that are not UTF-8 written as \\xNN."""
+    return os.fsencode(relative).decode("utf-8", "backslashreplace")
+
+
 def pack_folder(folder: str | os.PathLike[str], out: BinaryIO, *,
                 max_bytes: int = DEFAULT_MAX_BYTES,
                 max_entries: int = DEFAULT_MAX_ENTRIES) -> PackResult:
     """Write ``folder`` as a zip to ``out``: regular files and folders, paths relative to
     ``folder``. Links and special files are skipped (and listed), and so are the folders in
-    :data:`SKIPPED_DIRS`. Raises UsageError for a missing folder, or when the folder holds more
-    than an archive may (the same caps :func:`unpack` applies)."""
+    :data:`SKIPPED_DIRS` and the files or folders whose names are not UTF-8 (a zip cannot name
+    them). Timestamps before 1980 (which a zip cannot hold) are stored as 1980-01-01.
+
+    Raises UsageError for a missing folder, or when the folder holds more than an archive may
+    (the same caps :func:`unpack` applies); OSError when a file cannot be read.
+    """
     root = Path(folder)
     if not root.is_dir():
         raise UsageError(f"{root} is not a folder" if root.exists()
                          else f"{root} does not exist")
     files = size = 0
     skipped: list[str] = []
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, strict_timestamps=False) as zf:
         for dirpath, dirnames, filenames in os.walk(root):
             here = Path(dirpath)
             for name in sorted(dirnames):
-                if name in SKIPPED_DIRS or (here / name).is_symlink():
+                relative = (here / name).relative_to(root).as_posix()
+                if name in SKIPPED_DIRS or (here / name).is_symlink() \
+                        or not _encodable(relative):
                     dirnames.remove(name)
-                    skipped.append(str((here / name).relative_to(root)))
+                    skipped.append(_shown(relative))
             dirnames.sort()
             for name in sorted(filenames):
                 path = here / name
                 relative = path.relative_to(root).as_posix()
                 info = path.lstat()
-                if not stat.S_ISREG(info.st_mode):
-                    skipped.append(relative)
+                if not stat.S_ISREG(info.st_mode) or not _encodable(relative):
+                    skipped.append(_shown(relative))
                     continue
                 files += 1
                 size += info.st_size

@@ -24,6 +24,7 @@ _MAX_LISTED = 50  # problems spelled out in the message; the rest are counted
 _CYCLE_SHOWN = (10, 5)  # a long cycle shows its first and last jobs
 _BAD_ID = re.compile(r"[\s/]")
 _SPACE = re.compile(r"\s")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +124,14 @@ def _file_problems(spec: JobSpec, where: str) -> list[str]:
         if "/" in spec.archive or spec.archive in (".", ".."):
             out.append(f"{where}: archive {spec.archive!r} must be the name of an uploaded "
                        "file, without '/'")
-    elif spec.archive_digest:
-        out.append(f"{where}: archive_digest is set without an archive")
+    elif spec.file_digest and not spec.library:
+        out.append(f"{where}: file_digest is set without an archive or a library script")
+    if spec.file_digest and not _DIGEST.fullmatch(spec.file_digest):
+        out.append(f"{where}: file_digest must be a SHA-256 (64 lowercase hex digits)")
     if spec.library:
-        if spec.command:
-            out.append(f"{where}: has both a library script and a command; give one of them")
+        if spec.script or spec.command:
+            out.append(f"{where}: has a library script and its own script or command; give "
+                       "one of them")
         if "/" in spec.library or spec.library in (".", ".."):
             out.append(f"{where}: library script {spec.library!r} must be a script name "
                        "without '/'")

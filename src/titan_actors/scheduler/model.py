@@ -70,10 +70,11 @@ class JobSpec:
     ``retries`` are extra attempts after the first.
 
     An archive job (``archive``: the name of an uploaded project archive) runs the entry
-    ``script_name`` (a relative path inside the archive) from inside the unpacked project; the
-    master pins the archive's content with ``archive_digest`` when it accepts the job. A library
-    job (``library``: a script of the master's script library) gets that script's content in
-    ``script`` when the master accepts it.
+    ``script_name`` (a relative path inside the archive) from inside the unpacked project. A
+    library job (``library``: a script of the master's script library) runs that script. For
+    both, the master pins the stored file's content with ``file_digest`` when it accepts the
+    job, and the worker fetches it by that digest: a later upload of the same name never
+    changes a submitted job, and the script's bytes are not copied into every job.
     """
 
     id: str
@@ -95,7 +96,7 @@ class JobSpec:
     message: str = ""                  # gates: the question asked (a later issue)
     max_wait_seconds: float = 172800.0  # gates: the decision deadline (a later issue)
     archive: str = ""                  # an uploaded project archive the job runs inside
-    archive_digest: str = ""           # its SHA-256, pinned by the master at submission
+    file_digest: str = ""              # its (or the library script's) SHA-256, pinned at submit
     library: str = ""                  # a script of the master's script library
 
 

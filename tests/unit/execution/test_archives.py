@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
@@ -11,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from titan_actors.errors import UsageError
-from titan_actors.execution.archives import ArchiveError, check_entry, pack_folder, unpack
+from titan_actors.execution.archives import (
+    ArchiveError,
+    check_entry,
+    not_packed,
+    pack_folder,
+    unpack,
+)
 
 
 def _zip(path: Path, files: dict[str, bytes], modes: dict[str, int] | None = None) -> Path:
@@ -131,3 +139,127 @@ def test_not_an_archive_and_existing_destination(tmp_path):
 def test_packing_a_missing_folder_says_so(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         pack_folder(tmp_path / "nope", io.BytesIO())
+
+
+def _stored_zip(path: Path, name: str, content: bytes) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(name, content)
+    return path
+
+
+def test_a_zip_with_a_bad_crc_is_an_archive_error_naming_the_entry(tmp_path):
+    archive = _stored_zip(tmp_path / "crc.zip", "jobs/main.py", b"print('hello')\n" * 100)
+    data = bytearray(archive.read_bytes())
+    at = data.index(b"print('hello')")
+    data[at + 5] ^= 0xFF  # the member's bytes change; its recorded CRC does not
+    archive.write_bytes(bytes(data))
+
+    with pytest.raises(ArchiveError, match=r"crc\.zip is damaged .*entry 'jobs/main\.py'"):
+        unpack(archive, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crc.zip"]
+
+
+def test_a_zip_with_an_unknown_compression_method_is_an_archive_error(tmp_path):
+    archive = _stored_zip(tmp_path / "odd.zip", "main.py", b"print(1)\n")
+    data = bytearray(archive.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # local, central
+        at = data.index(signature) + offset
+        data[at:at + 2] = (99).to_bytes(2, "little")
+    archive.write_bytes(bytes(data))
+
+    with pytest.raises(ArchiveError, match=r"odd\.zip is damaged or uses a form that cannot "
+                                           r"be read \(entry 'main\.py'\)"):
+        unpack(archive, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.zip"]
+
+
+def test_a_truncated_tar_gz_is_an_archive_error_and_leaves_nothing(tmp_path):
+    content = os.urandom(200_000)  # does not compress: the cut lands inside this member
+    archive = _tar(tmp_path / "cut.tar.gz", (_member("ok.txt"), b"fine"),
+                   (_member("big.bin"), content))
+    whole = archive.read_bytes()
+    archive.write_bytes(whole[:len(whole) // 2])
+
+    with pytest.raises(ArchiveError, match=r"cut\.tar\.gz is damaged"):
+        unpack(archive, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.tar.gz"]
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="needs the tar command")
+def test_a_tarball_made_with_tar_dash_c_dot_unpacks(tmp_path):
+    project = tmp_path / "proj"
+    (project / "jobs").mkdir(parents=True)
+    (project / "jobs" / "main.py").write_text("print('hi')\n")
+    (project / "data.txt").write_text("data\n")
+    archive = tmp_path / "p.tgz"
+    subprocess.run(["tar", "-czf", str(archive), "-C", str(project), "."], check=True)
+    with tarfile.open(archive) as tf:
+        assert "./jobs/main.py" in tf.getnames()
+
+    assert unpack(archive, tmp_path / "out") == 2
+    assert (tmp_path / "out" / "jobs" / "main.py").read_text() == "print('hi')\n"
+    assert (tmp_path / "out" / "data.txt").read_text() == "data\n"
+
+
+@pytest.mark.parametrize("name", ["./../escape.txt", "././a/../../escape.txt"])
+def test_leading_dot_components_do_not_hide_a_parent_reference(tmp_path, name):
+    archive = _tar(tmp_path / "t.tar.gz", (_member("./"), b""), (_member(name), b"x"))
+    with pytest.raises(ArchiveError, match="'..'"):
+        unpack(archive, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.tar.gz"]
+
+
+def test_a_file_older_than_1980_is_packed(tmp_path):
+    src = tmp_path / "proj"
+    src.mkdir()
+    (src / "old.py").write_text("print('old')\n")
+    os.utime(src / "old.py", (0, 0))  # 1970: a zip's dates start in 1980
+    buffer = io.BytesIO()
+
+    assert pack_folder(src, buffer).files == 1
+
+    with zipfile.ZipFile(buffer) as zf:
+        assert zf.read("old.py") == b"print('old')\n"
+        assert zf.getinfo("old.py").date_time[0] == 1980
+
+
+def test_names_that_are_not_utf8_are_skipped_and_listed(tmp_path):
+    src = tmp_path / "proj"
+    src.mkdir()
+    (src / "main.py").write_text("print(1)\n")
+    root = os.fsencode(src)
+    with open(os.path.join(root, b"bad\xff.txt"), "wb") as out:
+        out.write(b"x")
+    os.mkdir(os.path.join(root, b"dir\xfe"))
+    with open(os.path.join(root, b"dir\xfe", b"inside.txt"), "wb") as out:
+        out.write(b"y")
+    buffer = io.BytesIO()
+
+    result = pack_folder(src, buffer)
+
+    assert result.files == 1
+    assert set(result.skipped) == {"bad\\xff.txt", "dir\\xfe"}
+    with zipfile.ZipFile(buffer) as zf:
+        assert zf.namelist() == ["main.py"]
+
+
+def test_not_packed_says_why_pack_folder_would_leave_a_file_out(tmp_path):
+    src = tmp_path / "proj"
+    (src / "node_modules" / "pkg").mkdir(parents=True)
+    (src / "node_modules" / "pkg" / "index.py").write_text("")
+    (src / "real").mkdir()
+    (src / "real" / "main.py").write_text("")
+    (src / "linked").symlink_to(src / "real")
+    (src / "alias.py").symlink_to(src / "real" / "main.py")
+    (src / "venv.py").write_text("")  # a file may be called like a skipped folder
+
+    assert not_packed(src, "real/main.py") is None
+    assert not_packed(src, "venv.py") is None
+    assert "inside 'node_modules', a folder that is never packed" in \
+        not_packed(src, "node_modules/pkg/index.py")
+    assert "goes through 'linked', a symbolic link" in not_packed(src, "linked/main.py")
+    assert "'alias.py' is a symbolic link" in not_packed(src, "alias.py")
+    packed = io.BytesIO()
+    pack_folder(src, packed)
+    with zipfile.ZipFile(packed) as zf:
+        assert set(zf.namelist()) == {"real/main.py", "venv.py"}

@@ -13,12 +13,13 @@ from titan_actors.wire.messages.files import FileArea
 U = FileArea.UPLOADS
 
 
-def _store(store: FileStore, name: str, *chunks: bytes, area: FileArea = U, upload="u1"):
+def _store(store: FileStore, name: str, *chunks: bytes, area: FileArea = U, upload="u1",
+           owner_run=""):
     offset = 0
     for chunk in chunks:
-        store.write_chunk(area, name, upload, offset, chunk)
+        store.write_chunk(area, name, upload, offset, chunk, owner_run=owner_run)
         offset += len(chunk)
-    return store.finish(upload)
+    return store.finish(store.take(upload))
 
 
 def test_chunks_make_one_file_with_its_digest(tmp_path):
@@ -78,3 +79,55 @@ def test_a_damaged_index_is_named(tmp_path):
     (tmp_path / "files" / "index.json").write_text("{not json")
     with pytest.raises(UsageError, match="index.json is damaged"):
         FileStore(tmp_path / "files")
+
+
+def test_the_run_that_stored_a_file_is_kept(tmp_path):
+    store = FileStore(tmp_path / "files")
+    assert _store(store, "a.txt", b"1", owner_run="r1").owner_run == "r1"
+    assert FileStore(tmp_path / "files").info(U, "a.txt").owner_run == "r1"
+
+
+def test_uploads_in_progress_are_bounded_and_dropped_with_their_connection(tmp_path):
+    store = FileStore(tmp_path / "files", max_uploads=3, max_uploads_per_owner=2)
+    store.write_chunk(U, "a", "a1", 0, b"x", owner="conn-1")
+    store.write_chunk(U, "b", "b1", 0, b"x", owner="conn-1")
+    with pytest.raises(UsageError, match="this connection has 2 uploads in progress"):
+        store.write_chunk(U, "c", "c1", 0, b"x", owner="conn-1")
+    store.write_chunk(U, "c", "c2", 0, b"x", owner="conn-2")
+    with pytest.raises(UsageError, match="3 uploads in progress, the most it takes at once"):
+        store.write_chunk(U, "d", "d1", 0, b"x", owner="conn-3")
+    with pytest.raises(UsageError, match="is another upload"):
+        store.write_chunk(U, "c", "c2", 1, b"x", owner="conn-1")  # not its upload
+    assert store.abort_owner("conn-1") == 2
+    assert sorted(p.name for p in (tmp_path / "files" / "tmp").iterdir()) == ["c2"]
+
+
+def test_idle_uploads_are_dropped(tmp_path):
+    store = FileStore(tmp_path / "files", idle_timeout=0.0)
+    store.write_chunk(U, "a", "a1", 0, b"x")
+    assert store.drop_idle() == 1
+    assert list((tmp_path / "files" / "tmp").iterdir()) == []
+
+
+def test_a_nearly_full_disk_refuses_the_chunk(tmp_path):
+    store = FileStore(tmp_path / "files", reserve=1 << 62)  # more than any disk has free
+    with pytest.raises(UsageError, match="disk is nearly full"):
+        store.write_chunk(U, "a", "a1", 0, b"x")
+    assert list((tmp_path / "files" / "tmp").iterdir()) == []
+
+
+def test_collect_never_removes_a_blob_being_named(tmp_path, monkeypatch):
+    """finish() places the blob and names it under the lock collect() takes: a collect that
+    runs in between (here: during the directory fsync after naming) keeps it."""
+    import titan_actors.master.files as files_module
+    store = FileStore(tmp_path / "files")
+    real = files_module._fsync_dir
+    seen = []
+
+    def fsync_then_collect(path):
+        seen.append(store.collect())
+        real(path)
+    monkeypatch.setattr(files_module, "_fsync_dir", fsync_then_collect)
+    info = _store(store, "a.txt", b"acknowledged")
+    assert seen and seen[0] == []
+    assert store.read_blob(info.digest, 0, 100) == b"acknowledged"

@@ -20,9 +20,12 @@ def test_archive_and_library_jobs_that_are_well_formed():
     (JobSpec("a", archive="p.zip", script_name="m.py", command=("ls",)),
      "has no script content, library script or command"),
     (JobSpec("a", archive="dir/p.zip", script_name="m.py"), "name of an uploaded file"),
-    (JobSpec("a", archive_digest="ab" * 32, command=("ls",)), "without an archive"),
+    (JobSpec("a", file_digest="ab" * 32, command=("ls",)),
+     "without an archive or a library script"),
+    (JobSpec("a", library="x.py", file_digest="not-hex"), "must be a SHA-256"),
     (JobSpec("a", library="lib/x.py"), "must be a script name without '/'"),
-    (JobSpec("a", library="x.py", command=("ls",)), "both a library script and a command"),
+    (JobSpec("a", library="x.py", command=("ls",)),
+     "a library script and its own script or command"),
 ])
 def test_malformed_file_fields_are_named(spec, problem):
     found = field_problems(spec)

@@ -54,13 +54,15 @@ class FileArea(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class FileInfo:
-    """A stored file: its name in its area, size, SHA-256 (hex) and when it was stored."""
+    """A stored file: its name in its area, size, SHA-256 (hex), when it was stored, and the
+    run whose job stored it (empty when a client did)."""
 
     area: FileArea
     name: str
     size: int
     digest: str
     stored_at: float
+    owner_run: str = ""
 
 
 @dataclass(frozen=True, slots=True)
