@@ -12,21 +12,23 @@ in YAML pipelines.
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from titan_actors.errors import PipelineError
 from titan_actors.scheduler.dag import field_problems
-from titan_actors.scheduler.model import DEFAULT_REQUIREMENT, JobSpec, RunSpec
+from titan_actors.scheduler.model import DEFAULT_REQUIREMENT, JobKind, JobSpec, RunSpec
 
 from .errors import InvalidJob
 
 __all__ = ["Job", "Pipeline"]
 
 _DEFAULT_SCRIPT_NAME = "script.py"
+DEFAULT_MAX_WAIT = JobSpec(id="defaults").max_wait_seconds  # 48 h
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,16 @@ class Job:
     ``affinity``: prefer the worker that ran a parent. ``worker``: pin to a named worker.
     ``retries``: extra attempts after the first. ``env``: extra environment variables.
 
+    ``kind``: ``"run"`` (default), ``"service"`` or ``"gate"`` (or a ``JobKind``). A service
+    runs until stopped (``Titan.stop_service``): ``port`` (0: the worker picks a free one; the
+    process gets it as ``PORT``), ready when the port accepts connections or when ``health``
+    (an argv) exits 0, restarted at most ``max_restarts`` times (-1: no limit); its children
+    start once it is ready and find it in ``TITAN_SERVICE_<ID>`` (host:port). A gate runs
+    nothing (give no file, script, command or library): it waits at most ``max_wait_seconds``
+    for a person to approve or reject it (``Titan.approve``), asking ``message``.
+    ``hitl_message`` on a run or a service puts a gate ``hitl-gate-<id>`` right after it (its
+    deadline: ``max_wait_seconds``); the jobs that name it as a parent wait for that gate.
+
     Raises InvalidJob (a SubmissionRefused and a ValueError) listing every problem.
     """
 
@@ -72,6 +84,13 @@ class Job:
     env: Mapping[str, str] = field(default_factory=dict)
     archive: str = ""
     library: str = ""
+    kind: JobKind | str = JobKind.RUN
+    port: int = 0
+    max_restarts: int = -1
+    health: Sequence[str] = ()
+    message: str = ""
+    max_wait_seconds: float = DEFAULT_MAX_WAIT
+    hitl_message: str = ""
     _spec: JobSpec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -80,11 +99,16 @@ class Job:
         if not isinstance(self.id, str) or not self.id:
             raise InvalidJob(f"a job needs a non-empty string id, got {self.id!r}",
                              [f"job id {self.id!r}: must be a non-empty string"])
+        kind = self._kind(where, problems)
         given = [name for name in ("file", "script", "command", "library")
                  if getattr(self, name) not in (None, "")]
-        if len(given) != 1:
+        if kind is JobKind.GATE:
+            problems.extend(f"{where}: a gate runs no process; remove {name}" for name in given)
+        elif len(given) != 1:
             problems.append(f"{where}: give exactly one of file, script, command or library"
                             + (f" (got {', '.join(given)})" if given else ""))
+        problems.extend(_kind_problems(self, kind, where))
+        health = _argv(self.health, f"{where}: health", problems)
         content, script_name = self._script(where, problems)
         args = self._args(where, problems)
         command = tuple(self.command) if self.command is not None else ()
@@ -101,7 +125,9 @@ class Job:
                        delay=self.delay, requirement=self.requirement,
                        affinity=self.affinity, worker=self.worker, retries=self.retries,
                        timeout=self.timeout, env=env, archive=self.archive,
-                       library=self.library)
+                       library=self.library, kind=kind or JobKind.RUN, port=self.port,
+                       max_restarts=self.max_restarts, health=health, message=self.message,
+                       max_wait_seconds=self.max_wait_seconds, hitl_message=self.hitl_message)
         if not problems:
             problems.extend(field_problems(spec))
         if not isinstance(self.affinity, bool):
@@ -111,6 +137,7 @@ class Job:
                              problems)
         for name, value in (("args", args), ("command", self.command and command),
                             ("parents", tuple(self.parents)), ("env", env),
+                            ("kind", kind), ("health", health),
                             ("script_name", script_name or self.script_name),
                             ("_spec", spec)):
             object.__setattr__(self, name, value)
@@ -140,6 +167,14 @@ class Job:
             return content, self.script_name or _DEFAULT_SCRIPT_NAME
         return b"", ""
 
+    def _kind(self, where: str, problems: list[str]) -> JobKind | None:
+        try:
+            return JobKind(str(self.kind).lower())
+        except ValueError:
+            problems.append(f"{where}: kind must be one of "
+                            f"{', '.join(k.value for k in JobKind)}, got {self.kind!r}")
+            return None
+
     def _args(self, where: str, problems: list[str]) -> tuple[str, ...]:
         if isinstance(self.args, str):
             try:
@@ -164,7 +199,10 @@ class Job:
                  "delay": spec.delay, "requirement": spec.requirement,
                  "affinity": spec.affinity, "worker": spec.worker, "retries": spec.retries,
                  "timeout": spec.timeout, "env": dict(spec.env), "archive": spec.archive,
-                 "library": spec.library, "_spec": spec}
+                 "library": spec.library, "kind": spec.kind, "port": spec.port,
+                 "max_restarts": spec.max_restarts, "health": spec.health,
+                 "message": spec.message, "max_wait_seconds": spec.max_wait_seconds,
+                 "hitl_message": spec.hitl_message, "_spec": spec}
         for each in fields(cls):
             object.__setattr__(job, each.name, shown[each.name])
         return job
@@ -172,6 +210,40 @@ class Job:
     def to_spec(self) -> JobSpec:
         """The job as the master takes it."""
         return self._spec
+
+
+def _kind_problems(job: Job, kind: JobKind | None, where: str) -> list[str]:
+    """Keys of one kind of job given to another (the master's field rules check the rest)."""
+    if kind is None:
+        return []
+    out = []
+    if kind is not JobKind.SERVICE and job.max_restarts != -1:
+        out.append(f"{where}: max_restarts is for services (kind='service')")
+    if kind is not JobKind.GATE and job.message:
+        out.append(f"{where}: message is a gate's question (kind='gate'); to ask for approval "
+                   "after this job, give hitl_message")
+    if (kind is not JobKind.GATE and not job.hitl_message
+            and job.max_wait_seconds != DEFAULT_MAX_WAIT):
+        out.append(f"{where}: max_wait_seconds is a gate's deadline: give hitl_message too, or "
+                   "make the job a gate (kind='gate')")
+    for name in ("message", "hitl_message"):
+        if not isinstance(getattr(job, name), str):
+            out.append(f"{where}: {name} must be a string, got {getattr(job, name)!r}")
+    wait = job.max_wait_seconds
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 < wait < math.inf:
+        out.append(f"{where}: max_wait_seconds must be a number of seconds > 0, got {wait!r}")
+    return out
+
+
+def _argv(value: object, where: str, problems: list[str]) -> tuple[str, ...]:
+    """A list of strings as a tuple (a lone string is refused: it would be split by letter)."""
+    if value is None:
+        return ()
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable) or not all(
+            isinstance(a, str) for a in value):
+        problems.append(f"{where} must be a list of strings (an argv), got {value!r}")
+        return ()
+    return tuple(value)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The MCP server's run tools, over the native SDK (:class:`titan_sdk.Titan`).
 
-``list_runs``, ``list_agent_runs``, ``list_workers``, ``get_run_status``, ``cancel_run`` and
-``run_dag_and_wait`` (submit a DAG, wait for it within a bounded time and answer with every
-job's state and the output of its final jobs, so that one prompt gets its answer). Each answers
+``list_runs``, ``list_agent_runs``, ``list_workers``, ``list_gates``, ``list_services``,
+``get_run_status``, ``cancel_run`` and ``run_dag_and_wait`` (submit a DAG, wait for it within a
+bounded time and answer with every job's state and the output of its final jobs, so that one
+prompt gets its answer). Each answers
 JSON text: ``{"status": "ok" | ..., ...}``, or ``{"status": "error", "message": ...}``.
 
 The short tools share one client, serialised like the COMPAT tools; ``run_dag_and_wait`` uses a
@@ -93,6 +94,23 @@ def _worker_json(worker: Any) -> dict[str, Any]:
             "draining": worker.draining}
 
 
+def _gate_json(gate: Any) -> dict[str, Any]:
+    return {"run_id": gate.run_id, "gate_id": gate.job_id, "state": gate.state.value,
+            "status": gate.status, "message": gate.message, "parents": list(gate.parents),
+            "created_at": iso(gate.created_at),
+            "deadline": iso(gate.deadline) if gate.deadline else None,
+            "decided_by": gate.decided_by, "comment": gate.comment}
+
+
+def _service_json(service: Any, hosts: dict[str, str]) -> dict[str, Any]:
+    host = hosts.get(service.worker, "")
+    return {"run_id": service.run_id, "service_id": service.job_id,
+            "state": service.state.value, "status": service.status, "worker": service.worker,
+            "port": service.port, "restarts": service.restarts,
+            "address": f"{host}:{service.port}" if host and service.port else None,
+            "reason": service.reason}
+
+
 def _tail(text: str, cap: int) -> str:
     if len(text) <= cap:
         return text
@@ -175,8 +193,27 @@ def register_run_tools(add_tool: _Tool, native: NativeMaster,
         return _json({"status": "ok", "workers": [_worker_json(w) for w in found]})
 
     @tool
+    async def list_gates(all: bool = False) -> str:
+        """The human approval gates waiting for a decision, oldest first (``all``: decided and
+        timed-out ones too). Returns {"status": "ok", "gates": [{run_id, gate_id, state,
+        status, message, parents, created_at, deadline, decided_by, comment}]}. Deciding one
+        is approve_hitl_gate / reject_hitl_gate (for a person, not an agent)."""
+        found = await native.call(lambda t: t.gates(bool(all)))
+        return _json({"status": "ok", "gates": [_gate_json(g) for g in found]})
+
+    @tool
+    async def list_services(all: bool = False) -> str:
+        """The services that have not finished (``all``: stopped and dead ones too). Returns
+        {"status": "ok", "services": [{run_id, service_id, state, status, worker, port,
+        restarts, address, reason}]}; address is "host:port" once the service has a port."""
+        found, workers = await native.call(lambda t: (t.services(bool(all)), t.workers()))
+        hosts = {w.name: w.host for w in workers}
+        return _json({"status": "ok", "services": [_service_json(s, hosts) for s in found]})
+
+    @tool
     async def get_run_status(run_id: str) -> str:
-        """A run's state (active, completed, failed, cancelled) and each job's exact state.
+        """A run's state (active, completed, failed, cancelled; serving: only ready services
+        run on) and each job's exact state.
         Returns {"status": "ok", "run_id", "name", "state", "agent_run_id", "states":
         {job_id: state}}."""
         result = await native.call(lambda t: t.run(run_id).result())
@@ -211,7 +248,7 @@ def register_run_tools(add_tool: _Tool, native: NativeMaster,
             jobs = [_job(job_from(entry, i), entry) for i, entry in enumerate(entries)]
         except (ValueError, TypeError) as error:
             return _error(str(error))
-        except UsageError as error:  # a feature not supported yet, args that do not split
+        except UsageError as error:  # args that do not split, a max_wait_seconds not a number
             return _error(f"ERROR: {error}")
         agent = agent_run_id or f"mcp-{uuid.uuid4().hex[:12]}"
         timeout = float(min(max(timeout_seconds, 1), MAX_WAIT_SECONDS))

@@ -8,7 +8,8 @@ kept for the server's life and its calls are serialised. Run over stdio with ``m
 
 Gate decisions (``approve_hitl_gate`` / ``reject_hitl_gate``, and ``store_put`` to
 ``titan:hitl:status:*`` keys) are refused unless the operator sets
-``TITAN_MCP_ALLOW_GATE_DECISIONS=1``: a gate an agent can open itself is not a human gate.
+``TITAN_MCP_ALLOW_GATE_DECISIONS=1``: a gate an agent can open itself is not a human gate. When
+allowed, a decision is recorded as made by ``titan-mcp (client)``.
 """
 
 from __future__ import annotations
@@ -113,14 +114,22 @@ def _job_from(entry: object, index: int) -> TitanJob:
     parents = entry.get("parents") or []
     if isinstance(parents, str):
         parents = [parents]
+    hitl_message = entry.get("hitl_message") or None
+    if hitl_message is not None and not isinstance(hitl_message, str):
+        raise ValueError(f"jobs_json[{index}] hitl_message must be a string")
     return TitanJob(job_id, script_content=str(entry.get("script_content", "")),
                     args=entry.get("args") or None, parents=list(parents),
                     priority=int(entry.get("priority", 1)),
                     requirement=str(entry.get("requirement") or "GENERAL"),
-                    hitl_message=entry.get("hitl_message") or None)
+                    hitl_message=hitl_message,
+                    max_wait_seconds=entry.get("max_wait_seconds", 172800))
 
 
-def build_server(client_factory: Callable[[], TitanClient] = TitanClient,
+def _mcp_client() -> TitanClient:
+    return TitanClient(identity="titan-mcp")
+
+
+def build_server(client_factory: Callable[[], TitanClient] = _mcp_client,
                  native_factory: Callable[[], Titan] | None = None) -> MCPServer:
     """The MCP server with the COMPAT tools, talking to the master through
     ``client_factory()`` (made on the first call that needs the master), and the run tools of
@@ -161,7 +170,9 @@ def build_server(client_factory: Callable[[], TitanClient] = TitanClient,
     @tool
     async def submit_dag_pipeline(dag_name: str, jobs_json: str, agent_run_id: str = "") -> str:
         """Submit a DAG of Python-script jobs. ``jobs_json`` is a JSON list of {job_id,
-        script_content, args, requirement, priority, parents, hitl_message}; an agent run id is
+        script_content, args, requirement, priority, parents, hitl_message, max_wait_seconds};
+        a job with hitl_message is followed by a human approval gate hitl-gate-<job_id> (its
+        children wait for a person's decision, at most max_wait_seconds). An agent run id is
         generated when none is given. Returns {"status": "submitted", "dag_name", "job_count",
         "agent_run_id", "master_response"}."""
         try:
@@ -211,19 +222,31 @@ def build_server(client_factory: Callable[[], TitanClient] = TitanClient,
             return _error(reply)
         return _json({"job_id": job_id, "logs": reply})
 
-    @tool
-    async def approve_hitl_gate(gate_id: str) -> str:
-        """Approve a human-in-the-loop gate (refused unless the operator set
-        TITAN_MCP_ALLOW_GATE_DECISIONS=1). Returns {"status": "approved", "gate_id",
-        "message"}."""
-        return _gate_decision("approving", gate_id)
+    async def decide(gate_id: str, approve: bool, comment: str) -> str:
+        verb = "approved" if approve else "rejected"
+        if not _gates_allowed():
+            return _error(_gate_refusal(f"{'approving' if approve else 'rejecting'} gate "
+                                        f"{gate_id!r}"))
+        reply = await master.call(lambda c: (c.approve_gate if approve else c.reject_gate)(
+            gate_id, comment))
+        if _failed(reply):
+            return _error(reply)
+        return _json({"status": verb, "gate_id": gate_id, "message": reply})
 
     @tool
-    async def reject_hitl_gate(gate_id: str) -> str:
-        """Reject a human-in-the-loop gate (refused unless the operator set
-        TITAN_MCP_ALLOW_GATE_DECISIONS=1). Returns {"status": "rejected", "gate_id",
+    async def approve_hitl_gate(gate_id: str, comment: str = "") -> str:
+        """Approve a waiting human-in-the-loop gate (a job's hitl_message makes the gate
+        hitl-gate-<job_id>); its children go ahead. Refused unless the operator set
+        TITAN_MCP_ALLOW_GATE_DECISIONS=1. Returns {"status": "approved", "gate_id",
         "message"}."""
-        return _gate_decision("rejecting", gate_id)
+        return await decide(gate_id, True, comment)
+
+    @tool
+    async def reject_hitl_gate(gate_id: str, comment: str = "") -> str:
+        """Reject a waiting human-in-the-loop gate; its downstream jobs are skipped. Refused
+        unless the operator set TITAN_MCP_ALLOW_GATE_DECISIONS=1. Returns {"status":
+        "rejected", "gate_id", "message"}."""
+        return await decide(gate_id, False, comment)
 
     @tool
     async def store_get(key: str) -> str:
@@ -264,12 +287,6 @@ def build_server(client_factory: Callable[[], TitanClient] = TitanClient,
 
     register_run_tools(tool, NativeMaster(native_factory or same_master), _job_from)
     return server
-
-
-def _gate_decision(action: str, gate_id: str) -> str:
-    if not _gates_allowed():
-        return _error(_gate_refusal(f"{action} gate {gate_id!r}"))
-    return _error(f"{action} gate {gate_id!r}: human approval gates are not supported yet")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,7 @@ from titan_actors.wire.messages.master import (
 from .errors import RequestRefused, RunFailed, TitanSDKError, WaitTimeout, translated
 from .jobs import Job, Pipeline
 from .native_files import ClientFiles, RunFiles
+from .native_lifecycle import ClientLifecycle
 
 __all__ = ["FAILED_STATES", "Run", "RunResult", "Titan"]
 
@@ -42,14 +43,16 @@ _T = TypeVar("_T")
 _BROKEN = (core.ConnectionError_, core.HandshakeError, core.ProtocolError,
            core.AskTimeoutError, OSError)
 FAILED_STATES = frozenset({JobState.DEAD, JobState.SKIPPED, JobState.REJECTED,
-                           JobState.TIMED_OUT, JobState.CANCELLED, JobState.STOPPED})
-"""The job states :class:`RunFailed` reports (dead, skipped, rejected, timed out, cancelled)."""
+                           JobState.TIMED_OUT, JobState.CANCELLED})
+"""The job states :class:`RunFailed` reports (dead, skipped, rejected, timed out, cancelled).
+A service stopped on request is not among them: it ended as asked (the run completes)."""
 
 
 @dataclass(frozen=True)
 class RunResult:
     """A run as it ended: its state, each job's exact state (``states``, in submission order)
-    and each job's details (``jobs``)."""
+    and each job's details (``jobs``). A run whose jobs all finished but ready services, which
+    run on, is ``RunState.SERVING``: that is a success too (``ok``)."""
 
     run_id: str
     name: str
@@ -60,7 +63,8 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return self.state is RunState.COMPLETED
+        """Every job completed (or approved), or only ready services run on."""
+        return self.state in (RunState.COMPLETED, RunState.SERVING)
 
     @property
     def failed_job_ids(self) -> list[str]:
@@ -68,7 +72,7 @@ class RunResult:
         return [job_id for job_id, state in self.states.items() if state in FAILED_STATES]
 
 
-class Titan(ClientFiles):
+class Titan(ClientFiles, ClientLifecycle):
     """A client of the Titan Actors master.
 
     Args:
@@ -80,6 +84,8 @@ class Titan(ClientFiles):
 
     Every method raises ConnectionFailed when the master cannot be reached, NotFound for an
     unknown run or job, and RequestRefused (SubmissionRefused for submissions) for a refusal.
+    Gates and services (``approve``, ``reject``, ``gates``, ``services``, ``stop_service``):
+    see :class:`~titan_sdk.native_lifecycle.ClientLifecycle`.
     """
 
     def __init__(self, host: str | None = None, port: int | None = None,
@@ -269,9 +275,11 @@ class Run(RunFiles):
 
     def wait(self, timeout: float | None = None) -> RunResult:
         """Block until every job has finished, following the master's events; ``timeout``
-        seconds at most (None: no limit).
+        seconds at most (None: no limit). A ready service counts as finished (the run is
+        SERVING: its services run on until stopped); a gate waiting for its decision does not.
 
-        Returns the result when every job completed. Raises RunFailed (with ``run_id`` and
+        Returns the result when every job completed (or only ready services run on: the
+        result's state is SERVING). Raises RunFailed (with ``run_id`` and
         ``failed_job_ids``) when the run failed or was cancelled, WaitTimeout when time ran out
         (the run goes on), ConnectionFailed when the master stopped answering.
         """

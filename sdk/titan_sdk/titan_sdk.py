@@ -30,7 +30,7 @@ from titan_actors.errors import (
     UnknownRunError,
     UsageError,
 )
-from titan_actors.scheduler.model import JobSpec, RunSpec
+from titan_actors.scheduler.model import JobKind, JobSpec, RunSpec
 from titan_actors.wire.messages.files import FileArea
 
 __all__ = ["TITAN_HOST", "TITAN_PORT", "TitanClient", "TitanJob"]
@@ -52,6 +52,11 @@ class TitanJob:
     ``is_archive`` jobs, whose file is an entry of an uploaded archive); ``script_content`` is a
     Python script's text instead. ``args`` is one string, split like a shell would. ``delay`` is
     in milliseconds.
+
+    ``job_type`` ``"SERVICE"`` or ``"DEPLOY_PAYLOAD"`` makes a long-running service (on ``port``,
+    or a free one; it gets ``PORT``, and its children ``TITAN_SERVICE_<ID>=host:port``).
+    ``hitl_message`` puts a human approval gate ``hitl-gate-<job_id>`` right after the job: the
+    jobs that name it as a parent wait for a person's decision, at most ``max_wait_seconds``.
     """
 
     def __init__(self, job_id: str, filename: str | None = None, job_type: str = "RUN_PAYLOAD",
@@ -88,20 +93,11 @@ class TitanJob:
         return f"TitanJob(job_id={self.id!r}, filename={self.filename!r}, " \
                f"job_type={self.job_type!r}, parents={self.parents!r})"
 
-    def unsupported(self) -> str | None:
-        """The feature this job needs that is not built yet, or None."""
-        if self.job_type in _SERVICE_TYPES:
-            return f"job_type {self.job_type} (services)"
-        if self.hitl_message is not None:
-            return "hitl_message (human approval gates)"
-        return None
-
     def to_spec(self) -> JobSpec:
-        """The job as the master takes it. Raises UsageError for a feature not supported yet
-        or an ``args`` string that does not split."""
-        feature = self.unsupported()
-        if feature is not None:
-            raise UsageError(f"job {self.id!r}: {feature} is not supported yet")
+        """The job as the master takes it: a service for ``job_type`` SERVICE or
+        DEPLOY_PAYLOAD, with a gate ``hitl-gate-<id>`` after it when ``hitl_message`` is given
+        (the master makes the gate). Raises UsageError for an ``args`` string that does not
+        split or a ``max_wait_seconds`` that is not a number."""
         archive = ""
         if self.is_archive:
             archive, _, script_name = (self.filename or "").partition("/")
@@ -119,10 +115,17 @@ class TitanJob:
         except ValueError as error:
             raise UsageError(f"job {self.id!r}: args {self.args!r} do not split like a shell "
                              f"would ({error})") from None
-        return JobSpec(id=self.id, script_name=script_name, script=self._script, args=args,
-                       parents=tuple(self.parents), priority=self.priority,
+        try:
+            max_wait = float(self.max_wait_seconds)
+        except (TypeError, ValueError):
+            raise UsageError(f"job {self.id!r}: max_wait_seconds must be a number of seconds, "
+                             f"got {self.max_wait_seconds!r}") from None
+        kind = JobKind.SERVICE if str(self.job_type).upper() in _SERVICE_TYPES else JobKind.RUN
+        return JobSpec(id=self.id, kind=kind, script_name=script_name, script=self._script,
+                       args=args, parents=tuple(self.parents), priority=self.priority,
                        delay=self.delay / 1000.0, requirement=self.requirement,
-                       affinity=bool(self.affinity), port=self.port, archive=archive)
+                       affinity=bool(self.affinity), port=self.port, archive=archive,
+                       hitl_message=self.hitl_message or "", max_wait_seconds=max_wait)
 
 
 class TitanClient:
@@ -131,17 +134,19 @@ class TitanClient:
     Host and port default to ``TITAN_HOST`` / ``TITAN_PORT`` (127.0.0.1:9090); credentials to
     ``key_file`` or ``token``, else ``TITAN_TOKEN`` (inside a job) or ``TITAN_KEY_FILE``. One
     connection is opened on the first call and kept (reopened after a failure); use as a context
-    manager or call :meth:`close`.
+    manager or call :meth:`close`. ``identity`` names the client in the master's logs and in the
+    gate decisions it makes.
     """
 
     def __init__(self, host: str | None = None, port: int | None = None, timeout: float = 30.0,
                  key_file: str | os.PathLike[str] | None = None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, identity: str = "titan-sdk") -> None:
         self.host = host or os.environ.get("TITAN_HOST", DEFAULT_HOST)
         self.port = int(port if port is not None else os.environ.get("TITAN_PORT", DEFAULT_PORT))
         self.timeout = timeout
         self._key_file = key_file
         self._token = token
+        self.identity = identity
         self._client: MasterClient | None = None
 
     def __enter__(self) -> "TitanClient":
@@ -172,7 +177,7 @@ class TitanClient:
                 from titan_actors.keys import load_keyring
                 keys = load_keyring(Path(key_file))
             self._client = MasterClient(self.host, self.port, keys=keys, token=token,
-                                        timeout=self.timeout, identity="titan-sdk")
+                                        timeout=self.timeout, identity=self.identity)
         return self._client
 
     def _call(self, action: Callable[[MasterClient], _T], retry: bool = False) -> _T | str:
@@ -225,8 +230,10 @@ class TitanClient:
                     wait: bool = False, poll_interval: float = 2, timeout: float = 300
                     ) -> str | bool:
         """Submit a YAML pipeline; the submit reply. With ``wait``: block until every job is
-        terminal (following the master's events; ``poll_interval`` is accepted for
-        compatibility) and return the reply, or False after ``timeout`` seconds."""
+        terminal or a service that is ready (following the master's events; ``poll_interval``
+        is accepted for compatibility) and return the reply, or False after ``timeout``
+        seconds. A run waiting at a gate is not finished: the wait goes on until a person
+        decides (or the gate times out)."""
         del poll_interval
         try:
             spec = load_yaml(path)
@@ -362,16 +369,43 @@ class TitanClient:
         return self._call(lambda c: (transfer.download(c, filename,
                                                        _save_path(filename, save_path)), True)[1])
 
+    # -- services and gates -----------------------------------------------------------------
+
     def stop_service(self, service_id: str) -> str:
-        return _not_yet("services")
+        """Stop a service; it is not restarted, and its children that have not started are
+        skipped. ``"STOPPED: DAG-<id>"``, ``"ERROR: service <id> not found"``, or
+        ``"ERROR: ..."`` saying why it cannot be stopped (not a service, finished already).
+        Inside a job, a bare id names the service of the job's own run first."""
+        return self._call(_found(lambda c: c.stop_service(service_id), "service", service_id))
+
+    def approve_gate(self, gate_id: str, comment: str = "") -> str:
+        """Approve a waiting gate (``hitl-gate-<job>``, ``DAG-<gate>`` or ``RUN/GATE``): its
+        children go ahead. The master's sentence (``"gate RUN/GATE approved"``), ``"ERROR:
+        gate <id> not found"``, or ``"ERROR: ..."`` saying why (decided already, not reached
+        yet, not a gate; a job may not decide gates)."""
+        return self._call(_found(lambda c: c.decide_gate(gate_id, True, comment), "gate",
+                                 gate_id))
+
+    def reject_gate(self, gate_id: str, comment: str = "") -> str:
+        """Reject a waiting gate: its unfinished descendants are skipped. Answers as
+        :meth:`approve_gate` (``"gate RUN/GATE rejected"``)."""
+        return self._call(_found(lambda c: c.decide_gate(gate_id, False, comment), "gate",
+                                 gate_id))
+
+
+def _found(action: Callable[[MasterClient], str], what: str,
+           ref: str) -> Callable[[MasterClient], str]:
+    """``action``, answering ``ERROR: <what> <ref> not found`` for an unknown id."""
+    def run(client: MasterClient) -> str:
+        try:
+            return action(client)
+        except (UnknownJobError, UnknownRunError):
+            return f"ERROR: {what} {ref} not found"
+    return run
 
 
 def _save_path(name: str, save_path: str | None) -> str:
     return save_path or os.path.join(tempfile.gettempdir(), os.path.basename(name))
-
-
-def _not_yet(feature: str) -> str:
-    return f"ERROR: {feature} is not supported yet"
 
 
 def _submitter() -> tuple[str, str]:

@@ -17,6 +17,7 @@ from .wire.auth import JobToken, KeyRing
 from .wire.blocking import BlockingClient
 from .wire.messages import store as st
 from .wire.messages.control import Ping, Pong
+from .wire.messages.lifecycle import DecideGate, ListGates, ListServices, StopService
 from .wire.messages.master import (
     AddJobs,
     AgentRunSummary,
@@ -29,6 +30,7 @@ from .wire.messages.master import (
     GetLogs,
     GetRun,
     JobDetail,
+    JobInfo,
     ListAgentRuns,
     ListRuns,
     ListWorkers,
@@ -144,6 +146,24 @@ class MasterClient:
 
     def retry(self, ref: str) -> str:
         return self._reply_text(self._conn.ask(Retry(ref)))
+
+    def decide_gate(self, ref: str, approve: bool, comment: str = "") -> str:
+        """Approve or reject a waiting gate (``RUN/GATE``, ``GATE`` or ``DAG-GATE``); the
+        master's sentence once the decision is durable. Raises InvalidTransitionError for a
+        gate that is not waiting (decided already, timed out, not reached yet)."""
+        return self._reply_text(self._conn.ask(DecideGate(ref, approve, comment)))
+
+    def gates(self, all: bool = False) -> tuple[JobInfo, ...]:
+        """The waiting gates, oldest first (``all``: every gate)."""
+        return self._conn.ask(ListGates(all)).jobs
+
+    def stop_service(self, ref: str) -> str:
+        """Stop a service; it is not restarted. Returns ``STOPPED: DAG-<id>``."""
+        return self._reply_text(self._conn.ask(StopService(ref)))
+
+    def services(self, all: bool = False) -> tuple[JobInfo, ...]:
+        """The services that have not finished (``all``: every service)."""
+        return self._conn.ask(ListServices(all)).jobs
 
     def workers(self) -> tuple[WorkerInfo, ...]:
         return self._conn.ask(ListWorkers()).workers

@@ -244,6 +244,17 @@ SETTINGS: Mapping[str, Setting] = make_registry([
     Setting("drain_timeout", "TITAN_DRAIN_TIMEOUT", 30.0, _seconds,
             "On SIGTERM a worker lets running jobs finish this long, then hands them back.",
             metavar="SECONDS", show=_show_seconds),
+    Setting("burst_max_per_host", "TITAN_BURST_MAX_PER_HOST", 4, parse_int(0),
+            "Most burst workers the scaler starts on one host when a worker is saturated and "
+            "jobs queue for its tags; 0 disables bursting.",
+            metavar="COUNT"),
+    Setting("idle_timeout", "TITAN_IDLE_TIMEOUT", 45.0, _seconds,
+            "A burst or --ephemeral worker idle this long drains and exits (45s); permanent "
+            "workers are never retired.",
+            metavar="SECONDS", show=_show_seconds),
+    Setting("burst_cooldown", "TITAN_BURST_COOLDOWN", 2.0, _seconds,
+            "Least time between two burst workers started on the same host (2s).",
+            metavar="SECONDS", show=_show_seconds),
     Setting("log_cap", "TITAN_LOG_CAP", 64 * _MiB, parse_size(1024),
             "Largest output kept per job; the rest is dropped with a marker (64MiB).",
             metavar="SIZE", show=format_size),

@@ -18,6 +18,20 @@ The schema is Titan's (see COMPAT.md, "YAML pipelines")::
         timeout: 60             # seconds
         env: {MODE: fast}
         worker: gpu-box-1       # pin to a named worker
+        hitl_message: "Publish?"  # a human approval gate hitl-gate-fetch right after this job
+        max_wait_seconds: 900   # the gate's deadline (default 48 h): then its children skip
+      - id: api
+        type: service           # run (default) | service | gate
+        file: api.py            # runs until stopped; children go ahead once it is ready
+        port: 8123              # optional: without it the worker gives it a free one (PORT)
+        max_restarts: 3         # restarts after it exits (default: no limit)
+        health: [curl, -fs, "http://127.0.0.1:8123/health"]  # ready when this exits 0
+                                # (default: when the port accepts connections)
+      - id: ship-it
+        type: gate              # runs nothing: waits for a person's approve or reject
+        message: "Deploy to production?"
+        max_wait_seconds: 3600
+        depends_on: [api]
       - id: report
         script: report.py       # a script of the master's library (deploy_script)
       - id: clean
@@ -25,8 +39,8 @@ The schema is Titan's (see COMPAT.md, "YAML pipelines")::
 
 Every problem in the file is collected and raised as one
 :class:`~titan_actors.errors.PipelineError`, one problem per line, each naming the file, the line
-and the key, and what would be right. Features that later issues build (services, gates and human
-approval) are read and refused with ``ERROR: <feature> is not supported yet``.
+and the key, and what would be right: among them, a key on a job of the wrong kind (``port`` on
+a run, ``message`` on a run, ``hitl_message`` on a gate, ``max_wait_seconds`` without a gate).
 
 Project mode (``project: true``): each ``file`` must lie inside the pipeline's folder; the job
 becomes an archive job running that entry of ``<name>.zip`` from inside the unpacked project.
@@ -57,7 +71,8 @@ from titan_actors.pipeline_yaml import (
     shown,
     unknown_keys,
 )
-from titan_actors.scheduler.model import DEFAULT_REQUIREMENT, JobSpec, RunSpec
+from titan_actors.scheduler.gates import GATE_PREFIX
+from titan_actors.scheduler.model import DEFAULT_REQUIREMENT, JobKind, JobSpec, RunSpec
 
 __all__ = ["JOB_KEYS", "TOP_KEYS", "describe_pipeline", "load_pipeline", "parse_pipeline",
            "pipeline_project"]
@@ -237,6 +252,8 @@ def describe_pipeline(spec: RunSpec) -> str:
 
 def _describe_job(job: JobSpec) -> str:
     what = [job.kind.value]
+    if job.kind is JobKind.GATE:
+        what.append(repr(job.message) if job.message else "(no message)")
     if job.archive:
         what.append(f"{job.archive}/{job.script_name}")
     elif job.library:
@@ -255,6 +272,14 @@ def _describe_job(job: JobSpec) -> str:
                f"timeout {job.timeout:g}s" if job.timeout else "",
                f"retries {job.retries}" if job.retries != _DEFAULTS.retries else "",
                f"env {', '.join(sorted(job.env))}" if job.env else "",
+               f"port {job.port}" if job.port else "",
+               f"max restarts {job.max_restarts}" if job.max_restarts >= 0 else "",
+               f"health {shlex.join(job.health)}" if job.health else "",
+               f"then gate {GATE_PREFIX}{job.id} {job.hitl_message!r}" if job.hitl_message
+               else "",
+               f"waits {job.max_wait_seconds:g}s for a decision"
+               if (job.kind is JobKind.GATE or job.hitl_message)
+               and job.max_wait_seconds != _DEFAULTS.max_wait_seconds else "",
                f"after {', '.join(job.parents)}" if job.parents else ""]
     shown_details = "; ".join(d for d in details if d)
     return " ".join(what) + (f"  [{shown_details}]" if shown_details else "")

@@ -1,9 +1,9 @@
 """One job of a YAML pipeline: its keys read into a :class:`JobSpec` (private to ``pipeline*``).
 
 Each key has a reader (``pipeline_yaml``) that returns the typed value or says what would be
-right. Features that later issues build (services, gates and human approval, library scripts)
-are read and checked like any other key, then refused with ``ERROR: <feature> is not supported
-yet``; the issue that builds one removes its refusal here.
+right. Then the keys are checked against the job's kind: ``port``, ``max_restarts`` and
+``health`` are a service's, ``message`` is a gate's question, ``hitl_message`` puts a gate after
+a run or a service (``max_wait_seconds``: that gate's deadline, or a gate's own).
 """
 
 from __future__ import annotations
@@ -106,7 +106,9 @@ _READERS: dict[str, tuple[str | None, Callable[[str, Node], Any]]] = {
     "timeout": ("timeout", as_seconds(positive=True)),
     "env": ("env", lambda key, node: node),  # read by _env, which reports each entry
     "port": ("port", as_int(0, 65535)),
-    "hitl_message": (None, as_text),
+    "max_restarts": ("max_restarts", as_int(0)),
+    "health": ("health", as_argv(nonempty=True)),
+    "hitl_message": ("hitl_message", as_text),
     "max_wait_seconds": ("max_wait_seconds", as_seconds(positive=True)),
     "message": ("message", as_text),
 }
@@ -146,7 +148,7 @@ def parse_job(node: Node, index: int, base: Path, problems: Problems,
     if "env" in values:
         values["env"] = _env(found["env"], problems, where)
     _check_what_runs(found, values, line, problems, where)
-    _refuse_later_features(found, values, problems, where)
+    _check_kind_keys(found, values, problems, where)
     fields = {_READERS[k][0]: v for k, v in values.items() if _READERS[k][0]}
     if "file" in values:
         read = _entry if archive else _script
@@ -279,24 +281,35 @@ def _check_what_runs(found: dict[str, Entry], values: dict[str, Any], line: int,
                            "pipeline), 'command' (an argv list) or 'script' (a library script)")
 
 
-def _refuse_later_features(found: dict[str, Entry], values: dict[str, Any],
-                           problems: Problems, where: str) -> None:
-    def refuse(key: str, feature: str) -> None:
-        problems.add(found[key].line, f"{where}ERROR: {feature} is not supported yet")
+def _check_kind_keys(found: dict[str, Entry], values: dict[str, Any], problems: Problems,
+                     where: str) -> None:
+    """Each key that belongs to one kind of job is on a job of that kind. An unreadable
+    ``type`` was reported already: nothing more is said about it."""
+    kind = values.get("type", JobKind.RUN if "type" not in found else None)
+    if kind is None:
+        return
 
-    kind = values.get("type")
-    if kind is JobKind.SERVICE:
-        refuse("type", "type 'service' (services)")
-    elif kind is JobKind.GATE:
-        refuse("type", "type 'gate' (human approval gates)")
-    if values.get("port"):
-        refuse("port", "key 'port' (services)")
-    if "hitl_message" in values:
-        refuse("hitl_message", "key 'hitl_message' (human approval gates)")
+    def wrong(key: str, why: str) -> None:
+        problems.add(found[key].line, f"{where}{why}")
+
+    if kind is not JobKind.SERVICE:
+        for key in ("port", "max_restarts", "health"):
+            if key in values and (key != "port" or values[key]):  # port 0: Titan's default
+                wrong(key, f"'{key}' is for services (type: service); this job is a {kind}")
+    if kind is JobKind.GATE:
+        if "hitl_message" in values:
+            wrong("hitl_message", "a gate cannot have 'hitl_message' (it is a gate already); "
+                                  "its question is 'message'")
+        return
     if "message" in values:
-        refuse("message", "key 'message' (human approval gates)")
-    if values.get("max_wait_seconds", DEFAULT_MAX_WAIT_SECONDS) != DEFAULT_MAX_WAIT_SECONDS:
-        refuse("max_wait_seconds", "key 'max_wait_seconds' (human approval gates)")
+        wrong("message", "'message' is a gate's question (type: gate); to ask for approval "
+                         "after this job, give 'hitl_message'")
+    if ("hitl_message" not in values
+            and values.get("max_wait_seconds", DEFAULT_MAX_WAIT_SECONDS)
+            != DEFAULT_MAX_WAIT_SECONDS):
+        wrong("max_wait_seconds", "'max_wait_seconds' is a gate's deadline: give "
+                                  "'hitl_message' too (a gate after this job), or make the job "
+                                  "a gate (type: gate)")
 
 
 def display_base(source_path: str | os.PathLike[str]) -> Path:

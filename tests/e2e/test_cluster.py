@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 
 import psutil
 import pytest
 
+from support import wait_until
+from support.daemons import Daemon, write_daemon_script
 from support.local_cluster import LocalCluster, dag_jobs, gone, wait_gone, write_pipeline
 from support.processes import titanctl, wait_for_file
 
@@ -164,7 +167,11 @@ def test_worker_and_launcher_sigkill_leaves_orphans_the_next_worker_kills(local_
     cluster = local_cluster()
     cluster.up(workers=2, slots=1)
     ledger = cluster.ledger
-    slow = ledger.command('if [ "$TITAN_ATTEMPT" = 1 ]; then sleep 60; fi')
+    # each attempt double-forks a daemon out of its session (support/daemons.py), then attempt
+    # 1 runs until it is killed
+    daemon = write_daemon_script(cluster.root / "daemon.py")
+    slow = ledger.command(f'{sys.executable} {daemon}; '
+                          'if [ "$TITAN_ATTEMPT" = 1 ]; then sleep 60; fi')
     pipeline = write_pipeline(tmp_path / "p.yaml", "orphans",
                               [{"id": "long", "command": slow, "retries": 2}])
     run_id = cluster.submit(pipeline)
@@ -173,8 +180,12 @@ def test_worker_and_launcher_sigkill_leaves_orphans_the_next_worker_kills(local_
     worker_pid = cluster.worker_pid(victim)
     [launcher] = [p for p in psutil.Process(worker_pid).children()
                   if "titan_actors.execution.launcher" in p.cmdline()]
-    jobs = launcher.children(recursive=True)
-    assert len(jobs) == 2, jobs  # bash and its sleep
+    first_daemon = cluster.wait_for(
+        lambda: Daemon.find(cluster.client.logs(f"{run_id}/long").data), what="the daemon")
+    wait_until(lambda: "sleep" in [p.name() for p in launcher.children(recursive=True)],
+               timeout=30, what="attempt 1 to sleep")
+    jobs = launcher.children(recursive=True)  # bash, its sleep, the daemon (adopted by us)
+    assert len(jobs) == 3 and first_daemon.pid in [p.pid for p in jobs], jobs
     # worker and launcher share a process group: both at once, nobody is left to kill the job
     # (a launcher that dies alone is noticed by its worker, which kills the job itself)
     assert set(cluster.kill(worker_pid, group=True)) == set(jobs)
@@ -184,8 +195,14 @@ def test_worker_and_launcher_sigkill_leaves_orphans_the_next_worker_kills(local_
     assert status["run"]["state"] == "completed"
     assert [a for a, _ in ledger.starts("long")] == [1, 2]
     assert not any(gone(p) for p in jobs), "attempt 1 is an orphan: still running"
+    # attempt 2 exited at once: the survivor's launcher killed its daemon, and the log says so
+    log = cluster.client.logs(f"{run_id}/long").data
+    [_, second_daemon] = Daemon.find_all(log)
+    wait_until(lambda: not second_daemon.alive(), timeout=10, what="attempt 2's daemon to go")
+    assert b"[titan: killed 1 process the job left running: %d (" % second_daemon.pid in log
 
-    # the victim's next life finds the orphans in its data directory and kills them
+    # the victim's next life finds the orphans in its data directory (the daemon by the marker
+    # in its environment: it left the job's session) and kills them
     ready = tmp_path / "again.ready"
     again = cluster.spawn(["worker", "--name", victim, "--data-dir", str(cluster.root),
                            "--master", cluster.address, "--slots", "1",

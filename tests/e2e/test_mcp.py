@@ -1,7 +1,8 @@
 """Layer 4: the MCP server (COMPAT.md, "MCP tools") against one ``titanctl up`` cluster.
 
 Every tool through the mcp package's in-memory client, checking the JSON shapes; gate decisions
-refused unless ``TITAN_MCP_ALLOW_GATE_DECISIONS=1``; and one stdio round trip with
+refused unless ``TITAN_MCP_ALLOW_GATE_DECISIONS=1``, and made for real when it is; and one stdio
+round trip with
 ``python -m titan_sdk.mcp_server`` as a subprocess, whose stdout carries only the protocol.
 Waits follow the master's event stream (never a sleep).
 """
@@ -121,10 +122,10 @@ def test_dag_pipeline_with_parents_and_agent_run_ids(env, cluster):
             {"job_id": "cy-a", "script_content": "", "parents": ["cy-b"]},
             {"job_id": "cy-b", "script_content": "", "parents": ["cy-a"]}])}),
         ("submit_dag_pipeline", {"dag_name": "x", "jobs_json": json.dumps([
-            {"job_id": "mcp-gated", "script_content": "", "hitl_message": "ok?"}])}))
+            {"job_id": "mcp-gated", "script_content": "", "hitl_message": ["ok?"]}])}))
     assert all(r["status"] == "error" for r in (bad_json, empty, cycle, gated))
     assert "JSON" in bad_json["message"] and "cycle" in cycle["message"]
-    assert "not supported yet" in gated["message"]
+    assert "hitl_message must be a string" in gated["message"]
 
 
 def test_yaml_pipeline(env, cluster, tmp_path):
@@ -156,18 +157,51 @@ def test_store_round_trip_and_gate_keys(env, cluster):
     assert one("store_get", key=gate_key)["value"] == "APPROVED"
 
 
-def test_gate_decisions_and_deploy_script(env):
-    approve, reject, deploy = call(("approve_hitl_gate", {"gate_id": "g1"}),
-                                   ("reject_hitl_gate", {"gate_id": "g1"}),
+def test_gate_decisions_and_deploy_script(env, cluster):
+    jobs = [{"job_id": f"mcp-{name}", "script_content": "print('ran')",
+             "hitl_message": f"{name}?", "max_wait_seconds": 600} for name in ("yes", "no")]
+    jobs += [{"job_id": f"mcp-after-{name}", "script_content": "print('after')",
+              "parents": [f"mcp-{name}"]} for name in ("yes", "no")]
+    submitted = one("submit_dag_pipeline", dag_name="mcp-gates", jobs_json=json.dumps(jobs))
+    assert submitted["status"] == "submitted" and submitted["job_count"] == 4
+    run_id = cluster.client.job("mcp-yes").job.run_id
+    cluster.wait_for(lambda: len([g for g in cluster.client.gates() if g.run_id == run_id]) == 2,
+                     what="both gates to wait")
+    approve, reject, deploy = call(("approve_hitl_gate", {"gate_id": "hitl-gate-mcp-yes"}),
+                                   ("reject_hitl_gate", {"gate_id": "hitl-gate-mcp-no"}),
                                    ("deploy_script", {"script_name": "s.py",
                                                       "script_content": "print(1)"}))
     for refused in (approve, reject):
         assert refused["status"] == "error" and ALLOW_GATES_ENV in refused["message"]
     assert deploy == {"status": "deployed", "script_name": "s.py"}
+    assert one("get_job_status", job_id="hitl-gate-mcp-yes")["status"] == "RUNNING"
+
     env.setenv(ALLOW_GATES_ENV, "1")
-    for reply in call(("approve_hitl_gate", {"gate_id": "g1"}),
-                      ("reject_hitl_gate", {"gate_id": "g1"})):
-        assert reply["status"] == "error" and "gates are not supported yet" in reply["message"]
+    listed, approved, rejected, again, unknown = call(
+        ("list_gates", {}),
+        ("approve_hitl_gate", {"gate_id": "hitl-gate-mcp-yes", "comment": "the operator said"}),
+        ("reject_hitl_gate", {"gate_id": "hitl-gate-mcp-no"}),
+        ("approve_hitl_gate", {"gate_id": "hitl-gate-mcp-yes"}),
+        ("reject_hitl_gate", {"gate_id": "no-such-gate"}))
+    mine = [g for g in listed["gates"] if g["run_id"] == run_id]
+    assert [(g["gate_id"], g["state"], g["status"], g["message"]) for g in mine] == [
+        ("hitl-gate-mcp-yes", "waiting", "RUNNING", "yes?"),
+        ("hitl-gate-mcp-no", "waiting", "RUNNING", "no?")]
+    assert all(g["deadline"] and g["parents"] for g in mine)
+    assert approved == {"status": "approved", "gate_id": "hitl-gate-mcp-yes",
+                        "message": f"gate {run_id}/hitl-gate-mcp-yes approved"}
+    assert rejected == {"status": "rejected", "gate_id": "hitl-gate-mcp-no",
+                        "message": f"gate {run_id}/hitl-gate-mcp-no rejected"}
+    assert again["status"] == "error" and "decided already" in again["message"]
+    assert unknown == {"status": "error", "message": "ERROR: gate no-such-gate not found"}
+    cluster.client.follow_run(run_id, 30)
+    states = {j.job_id: j.status for j in cluster.client.run(run_id).jobs}
+    assert (states["mcp-after-yes"], states["mcp-after-no"]) == ("COMPLETED", "DEAD")
+    decided = {g["gate_id"]: g for g in one("list_gates", all=True)["gates"]
+               if g["run_id"] == run_id}
+    assert decided["hitl-gate-mcp-yes"]["decided_by"] == "titan-mcp (client)"
+    assert decided["hitl-gate-mcp-yes"]["comment"] == "the operator said"
+    assert decided["hitl-gate-mcp-no"]["state"] == "rejected"
 
 
 def test_stdio_round_trip_keeps_stdout_for_the_protocol(cluster, tmp_path):

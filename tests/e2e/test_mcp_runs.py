@@ -1,8 +1,8 @@
 """Layer 4: the MCP server's run tools (``titan_sdk.mcp_runs``) against one ``titanctl up``
 cluster, through the mcp package's in-memory client: ``run_dag_and_wait`` (completed, failed,
-timeout), ``get_run_status``, ``cancel_run``, ``list_runs``, ``list_agent_runs`` and
-``list_workers``, their JSON shapes and their error results. A job that must outlast a wait
-blocks on a FIFO (never a sleep).
+timeout), ``get_run_status``, ``cancel_run``, ``list_runs``, ``list_agent_runs``,
+``list_workers`` and ``list_services``, their JSON shapes and their error results. A job that
+must outlast a wait blocks on a FIFO (never a sleep).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from mcp import Client
 
 from support import closed_port
 from support.local_cluster import module_cluster, point_environment_at
+from titan_actors.scheduler.model import JobKind, JobSpec, JobState, RunSpec
 from titan_sdk import TitanClient
 from titan_sdk.mcp_server import build_server
 
-RUN_TOOLS = {"list_runs", "list_agent_runs", "list_workers", "get_run_status", "cancel_run",
-             "run_dag_and_wait"}
+RUN_TOOLS = {"list_runs", "list_agent_runs", "list_workers", "list_gates", "list_services",
+             "get_run_status", "cancel_run", "run_dag_and_wait"}
 
 
 @pytest.fixture(scope="module")
@@ -131,20 +132,48 @@ def test_listing_runs_agent_runs_and_workers(env, cluster):
     assert workers["workers"][0]["connected"] is True and workers["workers"][0]["slots"] == 4
 
 
+SERVER = ("import os, socket\n"
+          "server = socket.create_server(('127.0.0.1', int(os.environ['PORT'])))\n"
+          "while True:\n"
+          "    server.accept()[0].close()\n")
+
+
+def test_list_services_gives_each_service_its_address(env, cluster):
+    accepted = cluster.client.submit(RunSpec("rw-served", (
+        JobSpec(id="rw-api", kind=JobKind.SERVICE, script_name="api.py",
+                script=SERVER.encode()),)))
+    ref = f"{accepted.run_id}/rw-api"
+    cluster.wait_for(lambda: cluster.client.job(ref).job.state is JobState.READY,
+                     what="rw-api to be ready")
+    listed = one("list_services")
+    mine = [s for s in listed["services"] if s["run_id"] == accepted.run_id]
+    port = cluster.client.job(ref).job.port
+    host = cluster.client.workers()[0].host
+    assert listed["status"] == "ok" and mine == [{
+        "run_id": accepted.run_id, "service_id": "rw-api", "state": "ready",
+        "status": "COMPLETED", "worker": "worker-1", "port": port, "restarts": 0,
+        "address": f"{host}:{port}", "reason": mine[0]["reason"]}]
+    assert cluster.client.stop_service(ref) == "STOPPED: DAG-rw-api"
+    assert not [s for s in one("list_services")["services"] if s["run_id"] == accepted.run_id]
+    stopped = [s for s in one("list_services", all=True)["services"]
+               if s["run_id"] == accepted.run_id]
+    assert [s["state"] for s in stopped] == ["stopped"]
+
+
 def test_refusals_and_an_unreachable_master_are_error_results(env):
-    bad_json, cycle, unsupported = call(
+    bad_json, cycle, bad_args = call(
         ("run_dag_and_wait", {"dag_name": "x", "jobs_json": "[{"}),
         ("run_dag_and_wait", {"dag_name": "x", "jobs_json": json.dumps([
             {"job_id": "cy-a", "script_content": "", "parents": ["cy-b"]},
             {"job_id": "cy-b", "script_content": "", "parents": ["cy-a"]}])}),
         ("run_dag_and_wait", {"dag_name": "x", "jobs_json": json.dumps([
-            {"job_id": "rw-gated", "script_content": "", "hitl_message": "ok?"}])}))
+            {"job_id": "rw-args", "script_content": "", "args": "'open"}])}))
     assert bad_json["status"] == "error" and "JSON" in bad_json["message"]
     assert cycle["status"] == "error" and cycle["message"].startswith("SubmissionRefused: ")
     assert "cycle" in cycle["message"]
-    assert unsupported["status"] == "error" and "not supported yet" in unsupported["message"]
+    assert bad_args["status"] == "error" and "do not split" in bad_args["message"]
     server = build_server(lambda: TitanClient(port=closed_port(), timeout=5))
     for reply in call(("list_runs", {}), ("list_workers", {}), ("list_agent_runs", {}),
-                      server=server):
+                      ("list_gates", {}), ("list_services", {}), server=server):
         assert reply["status"] == "error", reply
         assert reply["message"].startswith("ConnectionFailed: ")

@@ -19,7 +19,7 @@ import pytest
 
 from support import closed_port
 from support.local_cluster import LocalCluster, module_cluster, point_environment_at, write_pipeline
-from titan_actors.scheduler.model import JobSpec
+from titan_actors.scheduler.model import JobKind, JobSpec
 from titan_sdk import TitanClient, TitanJob
 from titan_sdk.titan_sdk import TITAN_HOST, TITAN_PORT
 from titan_sdk.titan_sdk import TitanClient as TitanClientToo
@@ -92,11 +92,11 @@ def test_a_refused_dag_returns_error_saying_why(sdk):
     assert cycle.startswith("ERROR: ") and "cycle" in cycle, cycle
     orphan = sdk.submit_job(TitanJob("orphan", script_content="", parents=["never-was"]))
     assert orphan.startswith("ERROR: ") and "never-was" in orphan, orphan
-    for job in (TitanJob("svc", script_content="", job_type="SERVICE"),
-                TitanJob("gated", script_content="", hitl_message="ok?")):
-        reply = sdk.submit_job(job)
-        assert reply.startswith("ERROR: ") and "is not supported yet" in reply, reply
-    assert sdk.get_job_status("svc") == "NULL"  # nothing of a refused DAG was kept
+    gated = sdk.submit_dag("gated", [
+        TitanJob("gated", script_content="", hitl_message="ok?"),
+        TitanJob("svc", script_content="", job_type="SERVICE", max_wait_seconds="soon")])
+    assert gated.startswith("ERROR: ") and "max_wait_seconds must be a number" in gated, gated
+    assert sdk.get_job_status("gated") == "NULL"  # nothing of a refused DAG was kept
     zipped = sdk.submit_job(TitanJob("zipped", "never-uploaded.zip/main.py", is_archive=True))
     assert zipped.startswith("ERROR: ") and "'never-uploaded.zip' is not in the uploaded" \
         in zipped, zipped
@@ -190,6 +190,14 @@ def test_titan_job_signature_and_attributes(tmp_path):
         ("work.sh", b"echo hi\n", ("--day", "to day"), ("p",), 2.5)
     assert (spec.priority, spec.affinity, spec.requirement) == (7, True, "GPU")
     assert TitanJob("q", script_content="print(1)").to_spec().script_name == "script.py"
+    for job_type, kind in (("SERVICE", JobKind.SERVICE), ("DEPLOY_PAYLOAD", JobKind.SERVICE),
+                           ("RUN_PAYLOAD", JobKind.RUN)):
+        served = TitanJob("s", script_content="", job_type=job_type, port=8123).to_spec()
+        assert (served.kind, served.port) == (kind, 8123)
+    gated = TitanJob("g", script_content="", hitl_message="Ship?", max_wait_seconds=60).to_spec()
+    assert (gated.hitl_message, gated.max_wait_seconds, gated.kind) == ("Ship?", 60.0,
+                                                                        JobKind.RUN)
+    assert TitanJob("n", script_content="").to_spec().hitl_message == ""
     missing = tmp_path / "nowhere" / "gone.py"
     with pytest.raises(FileNotFoundError, match=str(missing)):
         TitanJob("m", str(missing))

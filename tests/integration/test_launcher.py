@@ -142,6 +142,9 @@ def test_env_is_the_allowlist_plus_the_job_and_never_a_secret(launcher, tmp_path
     assert job.finish().code == 0
     seen = json.loads(job.stdout)
     seen.pop("LC_CTYPE", None)  # Python may set it for itself
+    # the launcher's own: unique per launch, to find what the job leaves running
+    assert seen.pop("TITAN_ATTEMPT_MARKER") == job.proc.marker
+    assert job.proc.marker.startswith("env/") and len(job.proc.marker) == len("env/") + 16
     assert seen == {"PATH": ENV["PATH"], "LC_ALL": "C.UTF-8", "HOME": "/home/x", "MINE": "1",
                     "TITAN_HOST": "master.example", "TITAN_PORT": "7777",
                     "TITAN_TOKEN": "job-token", "TITAN_JOB_ID": "envjob",
@@ -241,6 +244,8 @@ def test_kill_takes_the_whole_tree(launcher):
     launcher.kill("tree", grace=5)
     assert job.finish().code == -signal.SIGTERM
     _wait_gone(job.proc.pid, grandchild)
+    # the grandchild was told with its group: not something the job left running
+    assert job.proc.left_running == 0 and job.proc.leftover_note() == b""
 
 
 def test_kill_escalates_to_sigkill_after_the_grace(launcher):
@@ -255,6 +260,8 @@ def test_leftovers_of_an_exited_job_are_killed_so_output_completes(launcher):
     result = job.finish(timeout=10)
     assert result.code == 0 and result.output_complete
     _wait_gone(int(job.stdout))
+    [left] = job.proc.left_names  # "PID (sleep)", or "PID (sh)" when caught before its exec
+    assert job.proc.left_running == 1 and left.startswith(f"{int(job.stdout)} (")
 
 
 # -- the launcher going away ---------------------------------------------------------------------

@@ -36,6 +36,7 @@ from support import wait_until
 from support.processes import TITANCTL, wait_for_file
 from titan_actors.actors.base import ActorRef
 from titan_actors.actors.master import MasterActor, MasterOptions, PeerGone
+from titan_actors.actors.store import StoreActor, StoreOptions
 from titan_actors.actors.system import ActorSystem
 from titan_actors.actors.worker import Drain, WorkerActor, WorkerOptions
 from titan_actors.client import MasterClient
@@ -293,7 +294,8 @@ class Cluster:
         fields.update(self.master_overrides)
         fields.update(overrides)
         options = MasterOptions(self.root / "master", "master", address, **fields)
-        ref = system.spawn(MasterActor, options, keys=self.keys, name="master")
+        store = system.spawn(StoreActor, StoreOptions(self.root / "store"), name="store")
+        ref = system.spawn(MasterActor, options, keys=self.keys, name="master", store=store)
         server.target = ref
         server.on_disconnect = lambda endpoint: ref.tell(PeerGone(endpoint.remote), timeout=1)
         server.start()

@@ -34,8 +34,9 @@ from support.processes import TITANCTL, titanctl, wait_for_file
 from titan_actors.client import MasterClient
 
 # Short timings: a worker is lost 1.5 s after its last heartbeat, and a drain lasts 2 s at most.
+# No burst workers unless a test asks for them: the others count their workers and processes.
 FAST = {"TITAN_HEARTBEAT_INTERVAL": "0.2", "TITAN_LEASE": "1.5", "TITAN_DRAIN_TIMEOUT": "2",
-        "TITAN_ASK_TIMEOUT": "10", "TITAN_LOG_LEVEL": "info"}
+        "TITAN_ASK_TIMEOUT": "10", "TITAN_LOG_LEVEL": "info", "TITAN_BURST_MAX_PER_HOST": "0"}
 _FAR = 1 << 60  # a stream position past any real one: wait_events(_FAR, 0) answers at once
 
 

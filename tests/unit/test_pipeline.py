@@ -54,7 +54,8 @@ def job(tmp_path: Path, keys: str) -> JobSpec:
 
 def test_the_examples_are_all_there():
     assert EXAMPLES == ["agent_planner", "diamond", "fanout", "gpu", "kv_handoff", "mapreduce",
-                        "priorities", "project_mode", "quickstart", "writer_critic"]
+                        "ml_approval", "priorities", "project_mode", "quickstart",
+                        "service_client", "writer_critic"]
     readme = (PIPELINES / "README.md").read_text()
     for name in EXAMPLES:
         assert f"titanctl submit pipelines/{name}/pipeline.yaml --wait" in readme
@@ -86,6 +87,14 @@ def test_example_shapes():
     assert len({j.priority for j in priorities}) >= 3 and any(j.delay > 0 for j in priorities)
     assert [j.requirement for j in shape("gpu")[1].jobs] == ["GPU"]
     assert shape("mapreduce")[0]["reduce"] == {f"map-{i}" for i in range(4)}
+    ml, spec = shape("ml_approval")
+    assert ml == {"prepare": set(), "evaluate": {"prepare"}, "train": {"evaluate"},
+                  "report": {"train"}}  # the master puts hitl-gate-evaluate before train
+    assert [j.id for j in spec.jobs if j.hitl_message] == ["evaluate"]
+    served, spec = shape("service_client")
+    assert served == {"kv-api": set(), "writer": {"kv-api"}, "reader": {"kv-api", "writer"}}
+    assert [(j.id, j.max_restarts) for j in spec.jobs if j.kind is JobKind.SERVICE] == \
+        [("kv-api", 2)]
 
 
 def _run_in_order(spec: RunSpec, workdir: Path) -> dict[str, str]:
@@ -110,6 +119,7 @@ def _run_in_order(spec: RunSpec, workdir: Path) -> dict[str, str]:
     ("priorities", "later", "later: priority 10, started at"),
     ("gpu", "gpu-info", "gpu-info: "),
     ("mapreduce", "reduce", "reduce: 271 words"),
+    ("ml_approval", "report", "report: trained y = 3.01x -2.03 (the truth: y = 3.00x -2.00)"),
 ])
 def test_every_example_runs_by_hand_in_one_working_directory(tmp_path, name, job_id, expected):
     workdir = tmp_path / "work"
@@ -351,6 +361,10 @@ def test_every_problem_is_reported_at_once_in_line_order(tmp_path):
     ("depends_on: [x, x]", "'depends_on' names 'x' twice; keep one"),
     ("port: 70000", "'port' must be an integer 0..65535, got '70000'"),
     ("max_wait_seconds: 0", "'max_wait_seconds' must be a number of seconds > 0, got '0'"),
+    ("max_restarts: -1", "'max_restarts' must be an integer >= 0, got '-1'"),
+    ("health: []", "'health' must be a non-empty list of strings (an argv: [program, arg, ...]), "
+                   "got a list"),
+    ("hitl_message: ''", "'hitl_message' must be a non-empty string, got ''"),
 ])
 def test_a_bad_value_says_what_would_be_right(tmp_path, keys, expected):
     assert problems(tmp_path, f"name: t\njobs:\n  - id: j\n    file: a.py\n    {keys}\n") == [
@@ -457,25 +471,109 @@ def test_a_yaml_syntax_error_names_its_line(tmp_path, text, expected):
     assert _error(path).startswith(f"{path}{expected}")
 
 
-# -- features of later issues: read, then refused --------------------------------------------------
+def test_the_service_example_runs_by_hand(tmp_path):
+    """kv-api as a plain process (PORT=0: a free port, which it prints), then its clients with
+    TITAN_SERVICE_KV_API pointing at it; outside a job the reader leaves the service running."""
+    spec = load_pipeline(PIPELINES / "service_client" / "pipeline.yaml")
+    scripts = {}
+    for each in spec.jobs:
+        scripts[each.id] = tmp_path / each.script_name
+        scripts[each.id].write_bytes(each.script)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TITAN_")}
+    service = subprocess.Popen([sys.executable, str(scripts["kv-api"])], cwd=tmp_path,
+                               env={**env, "PORT": "0"}, stdout=subprocess.PIPE, text=True)
+    try:
+        listening = service.stdout.readline()  # the service says where it listens, then serves
+        assert listening.startswith("kv-api: listening on 127.0.0.1:"), listening
+        env["TITAN_SERVICE_KV_API"] = listening.split()[-1]
+        outputs = {}
+        for each in spec.jobs[1:]:
+            done = subprocess.run([sys.executable, str(scripts[each.id]), *each.args],
+                                  cwd=tmp_path, env=env, capture_output=True, text=True,
+                                  timeout=30)
+            assert done.returncode == 0, (each.id, done.stderr)
+            outputs[each.id] = done.stdout
+        assert "writer: put 9 word counts" in outputs["writer"]
+        assert "reader: 9 words, 11 in all; most frequent: 'the' (3)" in outputs["reader"]
+    finally:
+        service.terminate()
+        service.communicate(timeout=10)
+    unset = subprocess.run([sys.executable, str(scripts["reader"])], env={
+        k: v for k, v in env.items() if k != "TITAN_SERVICE_KV_API"}, capture_output=True,
+        text=True, timeout=30)
+    assert unset.returncode == 1 and "TITAN_SERVICE_KV_API is not set" in unset.stderr
 
-@pytest.mark.parametrize("keys, feature", [
-    ("type: service\n    file: a.py", "type 'service' (services)"),
-    ("file: a.py\n    port: 8123", "key 'port' (services)"),
-    ("type: gate", "type 'gate' (human approval gates)"),
-    ("file: a.py\n    hitl_message: Approve to publish?", "key 'hitl_message' (human approval "
-                                                         "gates)"),
-    ("file: a.py\n    max_wait_seconds: 900", "key 'max_wait_seconds' (human approval gates)"),
-    ("type: gate\n    message: Ship it?", "key 'message' (human approval gates)"),
+
+# -- services, gates and human approval ----------------------------------------------------------
+
+def test_a_service_reads_its_port_restarts_and_health(tmp_path):
+    each = job(tmp_path, """
+        type: service
+        file: a.py
+        port: 8123
+        max_restarts: 2
+        health: [curl, -fs, "http://127.0.0.1:8123/health"]
+        """)
+    assert (each.kind, each.script_name, each.port, each.max_restarts, each.health) == \
+        (JobKind.SERVICE, "a.py", 8123, 2, ("curl", "-fs", "http://127.0.0.1:8123/health"))
+    plain = job(tmp_path, "type: Service\ncommand: [python3, -m, http.server]\nhealth: true")
+    assert (plain.kind, plain.port, plain.max_restarts, plain.health) == \
+        (JobKind.SERVICE, 0, -1, ("true",))  # the worker picks a port; no restart limit
+
+
+def test_a_gate_reads_its_message_and_deadline(tmp_path):
+    spec = load_pipeline(write(tmp_path, """
+        name: t
+        jobs:
+          - {id: build, file: a.py}
+          - id: ship-it
+            type: gate
+            message: Deploy to production?
+            max_wait_seconds: 900
+            depends_on: [build]
+          - {id: deploy, file: a.py, depends_on: [ship-it]}
+        """))
+    gate = spec.jobs[1]
+    assert (gate.kind, gate.message, gate.max_wait_seconds, gate.parents) == \
+        (JobKind.GATE, "Deploy to production?", 900.0, ("build",))
+    assert (gate.script, gate.script_name, gate.command) == (b"", "", ())
+    assert "ship-it  gate 'Deploy to production?'  [waits 900s for a decision; after build]" \
+        in describe_pipeline(spec)
+    bare = load_pipeline(write(tmp_path, "name: t\njobs: [{id: g, type: gate}]\n")).jobs[0]
+    assert (bare.kind, bare.message, bare.max_wait_seconds) == (JobKind.GATE, "", 172800.0)
+
+
+def test_hitl_message_puts_a_gate_after_a_run_or_a_service(tmp_path):
+    each = job(tmp_path, "file: a.py\nhitl_message: Approve to publish?\nmax_wait_seconds: 60")
+    assert (each.kind, each.hitl_message, each.max_wait_seconds) == \
+        (JobKind.RUN, "Approve to publish?", 60.0)
+    service = job(tmp_path, "type: service\nfile: a.py\nhitl_message: Is it up?")
+    assert (service.kind, service.hitl_message, service.max_wait_seconds) == \
+        (JobKind.SERVICE, "Is it up?", 172800.0)
+    described = describe_pipeline(load_pipeline(tmp_path / "p.yaml"))
+    assert "then gate hitl-gate-j 'Is it up?'" in described
+
+
+@pytest.mark.parametrize("keys, expected", [
+    ("file: a.py\n    port: 8123", "'port' is for services (type: service); this job is a run"),
+    ("file: a.py\n    max_restarts: 1", "'max_restarts' is for services (type: service); this "
+                                         "job is a run"),
+    ("file: a.py\n    health: [true]", "'health' is for services (type: service); this job is "
+                                        "a run"),
+    ("type: gate\n    port: 1", "'port' is for services (type: service); this job is a gate"),
+    ("file: a.py\n    message: Ship it?", "'message' is a gate's question (type: gate); to ask "
+                                          "for approval after this job, give 'hitl_message'"),
+    ("type: gate\n    hitl_message: Ship it?", "a gate cannot have 'hitl_message' (it is a gate "
+                                               "already); its question is 'message'"),
+    ("file: a.py\n    max_wait_seconds: 900", "'max_wait_seconds' is a gate's deadline: give "
+                                              "'hitl_message' too (a gate after this job), or "
+                                              "make the job a gate (type: gate)"),
 ])
-def test_features_of_later_issues_are_refused(tmp_path, keys, feature):
+def test_a_key_of_another_kind_of_job_names_its_line(tmp_path, keys, expected):
     found = problems(tmp_path, f"name: t\njobs:\n  - id: j\n    {keys}\n")
-    refusal = f"job 'j': ERROR: {feature} is not supported yet"
-    assert any(line.startswith("p.yaml:") and line.endswith(refusal) for line in found), found
-    line = next(line for line in found if line.endswith(refusal))
-    keyword = feature.split("'")[1]
-    written = (tmp_path / "p.yaml").read_text().splitlines()
-    assert keyword in written[int(line.split(":")[1]) - 1]
+    assert found == [f"p.yaml:5: job 'j': {expected}"]
+    written = (tmp_path / "p.yaml").read_text().splitlines()[4]
+    assert written.strip().split(":")[0] in expected
 
 
 def test_project_mode_makes_archive_jobs_of_files_inside_the_folder(tmp_path):
@@ -542,12 +640,13 @@ def test_a_library_script_is_named_not_read(tmp_path):
     assert pipeline_project(load_pipeline(tmp_path / "p.yaml")) is None
 
 
-def test_the_default_gate_deadline_and_port_zero_are_not_refused(tmp_path):
+def test_the_default_gate_deadline_and_port_zero_are_accepted_on_any_job(tmp_path):
     each = job(tmp_path, "file: a.py\nmax_wait_seconds: 172800\nport: 0")
     assert (each.max_wait_seconds, each.port) == (172800.0, 0)
 
 
 def test_a_gate_runs_nothing(tmp_path):
-    assert problems(tmp_path, "name: t\njobs:\n  - id: g\n    type: gate\n    file: a.py\n") == [
-        "p.yaml:4: job 'g': ERROR: type 'gate' (human approval gates) is not supported yet",
-        "p.yaml:5: job 'g': a gate runs no process; remove 'file'"]
+    assert problems(tmp_path, "name: t\njobs:\n  - id: g\n    type: gate\n    file: a.py\n"
+                              "    command: [ls]\n") == [
+        "p.yaml:5: job 'g': a gate runs no process; remove 'file'",
+        "p.yaml:6: job 'g': a gate runs no process; remove 'command'"]

@@ -74,6 +74,50 @@ def test_an_invalid_job_says_what_is_wrong(fields, says):
     assert isinstance(error, SubmissionRefused | ValueError | TitanSDKError)
 
 
+def test_services_gates_and_hitl_messages_become_their_specs():
+    service = Job("api", command=["python3", "api.py"], kind="service", port=8123,
+                  max_restarts=2, health=["curl", "-fs", "http://127.0.0.1:8123/"])
+    assert service.to_spec() == JobSpec(
+        id="api", kind=JobKind.SERVICE, command=("python3", "api.py"), port=8123,
+        max_restarts=2, health=("curl", "-fs", "http://127.0.0.1:8123/"))
+    assert (service.kind, service.health) == (JobKind.SERVICE, ("curl", "-fs",
+                                                                "http://127.0.0.1:8123/"))
+    gate = Job("ship-it", kind=JobKind.GATE, message="Deploy?", max_wait_seconds=900,
+               parents=["api"])
+    assert gate.to_spec() == JobSpec(id="ship-it", kind=JobKind.GATE, message="Deploy?",
+                                     max_wait_seconds=900, parents=("api",))
+    gated = Job("train", script="print(1)", hitl_message="Train now?", max_wait_seconds=60)
+    assert (gated.to_spec().kind, gated.to_spec().hitl_message,
+            gated.to_spec().max_wait_seconds) == (JobKind.RUN, "Train now?", 60)
+    assert Job.from_spec(service.to_spec()) == service
+
+
+@pytest.mark.parametrize(("fields", "says"), [
+    ({"kind": "batch", "script": "x"}, "kind must be one of run, service, gate, got 'batch'"),
+    ({"kind": "gate", "script": "x"}, "a gate runs no process; remove script"),
+    ({"kind": "gate", "hitl_message": "again?"}, "a gate cannot have hitl_message"),
+    ({"script": "x", "port": 80}, "port is for services"),
+    ({"script": "x", "health": ["true"]}, "health is for services"),
+    ({"script": "x", "max_restarts": 1}, "max_restarts is for services"),
+    ({"kind": "service", "script": "x", "max_restarts": -2}, "max_restarts must be a whole "
+                                                             "number >= 0"),
+    ({"kind": "service", "script": "x", "health": "curl x"}, "health must be a list of "
+                                                              "strings"),
+    ({"kind": "service", "script": "x", "port": 70000}, "port must be 0 (any free port) to "
+                                                         "65535"),
+    ({"script": "x", "message": "ok?"}, "message is a gate's question"),
+    ({"script": "x", "max_wait_seconds": 5}, "max_wait_seconds is a gate's deadline"),
+    ({"kind": "gate", "max_wait_seconds": 0}, "max_wait_seconds must be a number of seconds "
+                                              "> 0, got 0"),
+    ({"script": "x", "hitl_message": "ok?", "max_wait_seconds": "soon"},
+     "max_wait_seconds must be a number of seconds > 0, got 'soon'"),
+])
+def test_an_invalid_service_or_gate_says_what_is_wrong(fields, says):
+    with pytest.raises(InvalidJob) as caught:
+        Job("bad", **fields)
+    assert any(says in problem for problem in caught.value.problems), caught.value.problems
+
+
 def test_a_job_id_must_be_a_plain_id():
     with pytest.raises(InvalidJob, match="non-empty string id"):
         Job("", script="x")
@@ -159,6 +203,12 @@ def test_run_result_and_run_failed():
     assert (error.run_id, error.failed_job_ids, error.result) == ("r1", ["b", "c", "d"], result)
     assert "b (dead)" in str(error) and "c (skipped)" in str(error)
     assert issubclass(WaitTimeout, TimeoutError) and issubclass(NotFound, LookupError)
+    serving = RunResult("r2", "p", RunState.SERVING, "",
+                        {"api": JobState.READY, "use": JobState.COMPLETED}, ())
+    assert serving.ok and serving.failed_job_ids == []  # ready services run on: a success
+    stopped = RunResult("r3", "p", RunState.COMPLETED, "",
+                        {"api": JobState.STOPPED, "use": JobState.COMPLETED}, ())
+    assert stopped.ok and stopped.failed_job_ids == []  # stopped as asked: not a failure
 
 
 def test_the_client_takes_its_address_from_the_environment(monkeypatch):

@@ -24,7 +24,7 @@ from ..master.files import FileStore
 from ..master.logs import LogStore
 from ..master.workers import WorkerRegistry
 from ..scheduler import Backoff, Scheduler
-from ..scheduler.model import JobState, RunState
+from ..scheduler.model import ON_WORKER_STATES, RunState
 from ..wire.auth import KeyRing
 from ..wire.messages import master as m
 from ..wire.messages import worker as w
@@ -33,6 +33,8 @@ from .base import Actor, Ref, handles
 from .future import Future
 from .master_clients import ClientRequests
 from .master_files import FileRequests
+from .master_lifecycle import LifecycleRequests
+from .master_scaling import ScalerRequests
 from .master_workers import PeerGone, WorkerRequests, _CheckLeases
 
 __all__ = ["CheckToken", "MasterActor", "MasterOptions", "PeerGone"]
@@ -91,7 +93,8 @@ class _Committed:
     kills: tuple[Any, ...] = field(default_factory=tuple)
 
 
-class MasterActor(ClientRequests, FileRequests, WorkerRequests, Actor):
+class MasterActor(ClientRequests, FileRequests, LifecycleRequests, ScalerRequests,
+                  WorkerRequests, Actor):
     """The master actor. See the module docstring."""
 
     def __init__(self, options: MasterOptions, *, keys: KeyRing | None = None,
@@ -109,7 +112,7 @@ class MasterActor(ClientRequests, FileRequests, WorkerRequests, Actor):
         self._unclaimed: dict[tuple[str, str], float] = {}
         self._due_timer = None
         self._due_at: float | None = None
-        self._announced: set[str] = set()
+        self._announced: dict[str, RunState] = {}  # runs whose end (or serving) was published
         self._output_expected: dict[tuple[str, str, int, int], int] = {}
         self._output_received: dict[tuple[str, str, int, int], int] = {}
         self._last_barrier = None
@@ -213,12 +216,12 @@ class MasterActor(ClientRequests, FileRequests, WorkerRequests, Actor):
                 run = self.scheduler.run(run_id)
             except UsageError:
                 continue  # pruned
-            if run.state is not RunState.ACTIVE and run_id not in self._announced:
-                self._announced.add(run_id)
+            if run.state is RunState.ACTIVE:
+                self._announced.pop(run_id, None)
+            elif self._announced.get(run_id) is not run.state:  # serving, then finished
+                self._announced[run_id] = run.state
                 self.events.publish(kind=m.EventKind.RUN, run_id=run_id, run_state=run.state,
                                     detail=f"{run.name} {run.state.value}")
-            elif run.state is RunState.ACTIVE:
-                self._announced.discard(run_id)
 
     def _advance(self, records: list, **kwargs: Any) -> Future | None:
         """Commit ``records`` plus every dispatch that becomes possible now."""
@@ -241,9 +244,9 @@ class MasterActor(ClientRequests, FileRequests, WorkerRequests, Actor):
         if not entry.connected:
             return
         host, port = self.options.address
+        spec = self._with_service_addresses(assignment.run_id, assignment.spec, entry.host)
         try:
-            entry.ref.tell(w.Dispatch(ref, assignment.spec, self._token(ref), host, port),
-                           timeout=1.0)
+            entry.ref.tell(w.Dispatch(ref, spec, self._token(ref), host, port), timeout=1.0)
         except Exception as error:
             # A dispatch must not vanish on a live link: break it, so the worker registers
             # again and the attempt it never got is declared lost and runs again.
@@ -281,7 +284,7 @@ class MasterActor(ClientRequests, FileRequests, WorkerRequests, Actor):
         dropped = set(run_ids)
         for run_id in run_ids:
             self.logs.drop_run(run_id)
-            self._announced.discard(run_id)
+            self._announced.pop(run_id, None)
         for table in (self._output_expected, self._output_received):
             for key in [k for k in table if k[0] in dropped]:
                 del table[key]
@@ -319,7 +322,7 @@ class MasterActor(ClientRequests, FileRequests, WorkerRequests, Actor):
             job = self.scheduler.job(claims.run_id, claims.job_id)
         except UsageError:
             return False
-        return (job.state is JobState.RUNNING and job.attempt == claims.attempt
+        return (job.state in ON_WORKER_STATES and job.attempt == claims.attempt
                 and job.epoch == int.from_bytes(claims.nonce, "big"))
 
     def _output_complete(self, run_id: str, job_id: str) -> bool:

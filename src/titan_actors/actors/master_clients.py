@@ -146,6 +146,9 @@ class ClientRequests:
         answers once the write is durable; the master passes the answer on."""
         if self.store is None:
             raise UsageError("this master has no store")
+        decided = self._gate_by_store(msg, sender)
+        if decided is not None:
+            return decided
         return self.store.ask_async(msg, timeout=30.0)
 
     @handles(m.ListWorkers)

@@ -44,7 +44,7 @@ class WorkerRequests:
         tags = frozenset(msg.tags)
         old = self.workers.register(WorkerEntry(
             msg.name, tags, msg.slots, msg.host, msg.pid, msg.ephemeral, sender.ref,
-            self.clock.monotonic()))
+            self.clock.monotonic(), burst_of=msg.burst_of))
         if old is not None and old.ref is not None and old.ref is not sender.ref:
             log.info("worker %s reconnected", msg.name)
         entry = self.workers.get(msg.name)
@@ -170,7 +170,13 @@ class WorkerRequests:
     def _peer_gone(self, msg: PeerGone) -> None:
         self._files_peer_gone(msg.ref)
         entry = self.workers.by_ref(msg.ref)
-        if entry is not None:
+        if entry is not None and entry.draining and not entry.running:
+            # a drained worker that left (retired, or stopped on SIGTERM): gone, not lost
+            self.workers.remove(entry.name)
+            self.scheduler.remove_worker(entry.name)
+            log.info("worker %s left after draining", entry.name)
+            self.events.publish(kind=m.EventKind.WORKER, worker=entry.name, detail="left")
+        elif entry is not None:
             log.info("worker %s disconnected; its lease runs for %.1f s", entry.name,
                      self.options.lease)
             self.events.publish(kind=m.EventKind.WORKER, worker=entry.name,

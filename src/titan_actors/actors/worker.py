@@ -9,6 +9,7 @@ finished attempt is kept until the master acknowledges it, across reconnects and
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,15 +20,19 @@ from ..execution.command import TitanEnv, build_command
 from ..execution.launcher_client import Launcher
 from ..execution.orphans import ChildRegistry, kill_orphans
 from ..execution.output import OutputCapture
+from ..execution.services import RestartPolicy
 from ..offload import run_in_thread
+from ..scheduler.model import JobKind
 from ..wire.auth import KeyRing
 from ..wire.bridge import Endpoint
 from ..wire.messages import worker as w
 from ..wire.messages.control import Ping, Pong
 from .base import Actor, Sender, handles
+from .worker_burst import BurstSpawner
 from .worker_files import WorkerFiles, prune_archives
 from .worker_link import Drain, MasterLink, _Beat, _key
 from .worker_reports import ReportBook
+from .worker_services import WorkerServices
 
 __all__ = ["Drain", "WorkerActor", "WorkerOptions"]
 
@@ -54,6 +59,13 @@ class WorkerOptions:
     workspace_sweep: float = 600.0             # how often to look for them
     archive_max_bytes: int = 1 << 30           # an archive job's project, unpacked
     archive_max_entries: int = 20_000
+    service_restart: RestartPolicy = RestartPolicy()  # services: backoff between restarts
+    service_probe_min: float = 0.05            # services: first readiness probe, doubling
+    service_probe_max: float = 1.0             # ... up to this interval
+    service_health_timeout: float = 10.0       # services: a health command's time limit
+    burst_of: str = ""                         # a burst worker: the worker that started it
+    # settings its burst workers get through their environment (TITAN_KEY_FILE, ...)
+    burst_env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -105,7 +117,7 @@ def _lost_marker(count: int) -> bytes:
             .encode())
 
 
-class WorkerActor(WorkerFiles, MasterLink, Actor):
+class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
     """The worker actor. See the module docstring."""
 
     def __init__(self, options: WorkerOptions, *, keys: KeyRing | None = None,
@@ -122,6 +134,8 @@ class WorkerActor(WorkerFiles, MasterLink, Actor):
         self.handing_back: set[w.AttemptRef] = set()
         self._projects: dict[tuple[str, str], Any] = {}  # (run, digest) -> Future of its folder
         self._folders: dict[tuple[str, str], str] = {}   # (run, folder) -> digest unpacking
+        self.services: dict[w.AttemptRef, Any] = {}      # supervised services (worker_services)
+        self.service_random = random.Random()            # their restart jitter
         self.draining = False
         self._stopping = False
 
@@ -131,20 +145,22 @@ class WorkerActor(WorkerFiles, MasterLink, Actor):
         self.options.data_dir.mkdir(parents=True, exist_ok=True)
         killed = kill_orphans(self.options.data_dir)
         if killed:
-            log.warning("killed %d leftover processes of a previous life", len(killed))
+            log.warning("killed what %d attempts of a previous life left running",
+                        len(killed))
         self.children = ChildRegistry(self.options.data_dir)
         self.reports = ReportBook(self.options.data_dir)
         self.unacked.update(self.reports.load())
         if self.unacked:
             log.info("%d reports of a previous life wait for the master", len(self.unacked))
         if self.launcher is None:
-            self.launcher = Launcher.start(on_exit=self._on_exit)
+            self.launcher = Launcher.start(on_exit=self._on_exit, registry=self.children)
         self.send_every(self.options.heartbeat_interval, _Beat())
         self.send_every(self.options.workspace_sweep, _SweepWorkspaces())
         self.spawn(self._connect_loop)
 
     def on_stop(self) -> None:
         self._stopping = True
+        self._stop_bursts()
         for ref in list(self.attempts):
             self.launcher.kill(_key(ref), 0.0)
         if self.endpoint is not None:
@@ -194,28 +210,34 @@ class WorkerActor(WorkerFiles, MasterLink, Actor):
     def _launch(self, attempt: _Attempt, msg: w.Dispatch, cwd: Path,
                 script: Path | None) -> None:
         ref, spec = msg.ref, msg.spec
+        if spec.kind is JobKind.SERVICE:
+            self._launch_service(attempt, msg, cwd, script)
+            return
         try:
             # jobs reach the master the way this worker does (its own --master address)
             host, port = self.options.master
             titan = TitanEnv(host, port, msg.token, ref.job_id, ref.run_id, ref.attempt)
             cmd = build_command(spec, titan, str(script) if script else None)
-            try:
-                process = self.launcher.launch(_key(ref), cmd.argv, cmd.env, str(cwd))
-            except (LauncherBrokenError, LauncherClosedError) as error:
-                # the launcher died (killed, out of memory): start a new one, try once more
-                log.error("the launcher is gone (%s); starting a new one", error)
-                self.launcher = Launcher.start(on_exit=self._on_exit)
-                process = self.launcher.launch(_key(ref), cmd.argv, cmd.env, str(cwd))
+            process = self._spawn_process(_key(ref), cmd, cwd)
         except Exception as error:
             self._fail_to_start(attempt, str(error))
             return
-        attempt.pid = process.pid
-        self.children.add(process.pid, key=_key(ref))
+        attempt.pid = process.pid  # the launcher recorded it in self.children
         self.spawn(self._read_output, ref, process)
         if spec.timeout > 0:
             attempt.timer = self.send_after(spec.timeout, _Timeout(ref))
         if self.master is not None:
             self._tell_master(w.JobStarted(ref, process.pid))
+
+    def _spawn_process(self, key: str, cmd, cwd: Path):
+        """Start ``cmd`` (a ``Command``) in ``cwd`` through the launcher as ``key``."""
+        try:
+            return self.launcher.launch(key, cmd.argv, cmd.env, str(cwd))
+        except (LauncherBrokenError, LauncherClosedError) as error:
+            # the launcher died (killed, out of memory): start a new one, try once more
+            log.error("the launcher is gone (%s); starting a new one", error)
+            self.launcher = Launcher.start(on_exit=self._on_exit, registry=self.children)
+            return self.launcher.launch(key, cmd.argv, cmd.env, str(cwd))
 
     def _fail_to_start(self, attempt: _Attempt, why: str, exit_code: int = 127) -> None:
         log.warning("could not start %s: %s", _key(attempt.ref), why)
@@ -256,8 +278,10 @@ class WorkerActor(WorkerFiles, MasterLink, Actor):
                 pass
         finally:
             capture.close()
-        if lost[0]:
-            ship(2, b"")
+        # after all of its output: "[titan: killed 2 processes the job left running: ...]"
+        note = process.leftover_note(wait=True)
+        if lost[0] or note:
+            ship(2, note)
         self.notify(_OutputDone(ref, sent[0]))
 
     def _on_exit(self, process, exit_code: int) -> None:
@@ -278,13 +302,14 @@ class WorkerActor(WorkerFiles, MasterLink, Actor):
         if attempt is None:
             return
         attempt.exit_code = msg.exit_code
-        self.children.remove(attempt.pid)
         self._finalize(attempt)
 
     def _finalize(self, attempt: _Attempt) -> None:
         """Report an attempt once its process exited AND its output was read to the end."""
         if attempt.exit_code is None or not attempt.output_done:
             return
+        if self._service_exited(attempt):
+            return  # a service that starts again after its backoff: the attempt goes on
         ref = attempt.ref
         self.attempts.pop(ref, None)
         self.by_key.pop(_key(ref), None)
@@ -359,6 +384,8 @@ class WorkerActor(WorkerFiles, MasterLink, Actor):
     @handles(w.KillAttempt)
     def _kill(self, msg: w.KillAttempt) -> None:
         attempt = self.attempts.get(msg.ref)
+        if attempt is not None and self._kill_service(attempt, msg.reason):
+            return  # a service: killed and never restarted (even between two processes)
         if attempt is not None and attempt.exit_code is None:
             self._kill_attempt(attempt, msg.reason)
 

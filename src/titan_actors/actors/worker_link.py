@@ -92,7 +92,7 @@ class MasterLink:
                 endpoint.remote.ask(w.RegisterWorker(
                     self.options.name, self.options.tags, self.options.slots,
                     socket.gethostname(), os.getpid(), running, finished,
-                    self.options.ephemeral), timeout=30)
+                    self.options.ephemeral, self.options.burst_of), timeout=30)
             except Exception as error:
                 log.warning("registration with the master failed: %s", error)
                 endpoint.close()
@@ -120,6 +120,7 @@ class MasterLink:
         self._save_reports()
         for result in list(self.unacked.values()):  # finished while we were registering
             self._send_result(result)
+        self._resend_service_states()
         self._stop_if_drained()
 
     @handles(_Disconnected)

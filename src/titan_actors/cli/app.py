@@ -21,6 +21,7 @@ from . import (
     jobs_cmd,
     key_cmd,
     kv_cmd,
+    lifecycle_cmd,
     ping_cmd,
     server_cmd,
 )
@@ -55,6 +56,9 @@ for _name in ("submit", "validate", "status", "runs", "jobs", "describe", "logs"
               "retry", "workers", "prune"):
     app.command(_name)(getattr(jobs_cmd, _name))
 app.command("agents")(agents_cmd.agents)
+for _name in ("approve", "reject", "gates"):
+    app.command(_name)(getattr(lifecycle_cmd, _name))
+app.add_typer(lifecycle_cmd.services, name="services")
 for _name in ("upload", "deploy", "files", "download", "workspace"):
     app.command(_name)(getattr(files_cmd, _name))
 

@@ -75,6 +75,22 @@ def _running(process: psutil.Process) -> bool:
         return False
 
 
+def _bursts(worker: psutil.Process) -> list[psutil.Process]:
+    """The burst workers ``worker`` started (its children running ``worker --burst-of``)."""
+    try:
+        children = worker.children()
+    except psutil.Error:
+        return []
+    found = []
+    for child in children:
+        try:
+            if "--burst-of" in child.cmdline():
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
+
+
 def _log_tail(log: Path, lines: int = 3) -> str:
     try:
         tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
@@ -261,12 +277,12 @@ def down(config: Config,
         procs = []
         for entry in group:
             process = _recorded(entry)
-            try:
-                if process is not None:
-                    process.send_signal(signal.SIGTERM)
-                    procs.append(process)
-            except psutil.Error:
-                pass
+            for one in [process, *_bursts(process)] if process is not None else []:
+                try:  # a worker, and the burst workers it started: they drain too
+                    one.send_signal(signal.SIGTERM)
+                    procs.append(one)
+                except psutil.Error:
+                    pass
         alive = _wait_gone(procs, timeout)
         for process in alive:
             try:

@@ -8,6 +8,7 @@ import typer
 
 from ..config import Config, settings_options
 from ..errors import AskTimeoutError, UsageError
+from ..scheduler.model import RunState
 from ..wire.messages.master import EventKind
 from .common import (
     EXIT_FAILED,
@@ -79,7 +80,7 @@ def submit(config: Config,
     else:
         typer.echo(f"run {summary.run_id} {summary.state.value}: " + ", ".join(
             f"{count} {state}" for state, count in sorted(summary.counts.items())))
-    if summary.state.value != "completed":
+    if summary.state not in (RunState.COMPLETED, RunState.SERVING):  # services may run on
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -238,15 +239,25 @@ def retry(config: Config, ref: str = typer.Argument(..., help="A job."),
 
 @settings_options(*_CLIENT)
 def workers(config: Config, json_out: bool = JSON_OPTION, master: str = MASTER_OPTION) -> None:
-    """List the workers: tags, slots, running jobs, liveness."""
+    """List the workers: kind (permanent, ephemeral, or burst of the worker that started it),
+    tags, slots, running jobs, liveness, idle time and the scaler's latest decision."""
     with connect(config, master) as client:
         found = client.workers()
     if json_out:
         print_json(found)
         return
-    print_table(["WORKER", "TAGS", "SLOTS", "RUNNING", "HOST", "CONNECTED", "SEEN"],
-                [[w.name, ",".join(w.tags), w.slots, w.running, w.host,
-                  "yes" if w.connected else "no", f"{w.seen_ago:.1f}s ago"] for w in found])
+    print_table(["WORKER", "KIND", "TAGS", "SLOTS", "RUNNING", "HOST", "CONNECTED", "SEEN",
+                 "IDLE", "SCALER"],
+                [[w.name, _kind(w), ",".join(w.tags), w.slots, w.running, w.host,
+                  ("draining" if w.draining else "yes") if w.connected else "no",
+                  f"{w.seen_ago:.1f}s ago", f"{w.idle_for:.0f}s" if w.idle_for else "-",
+                  w.scaling or "-"] for w in found])
+
+
+def _kind(worker) -> str:
+    if worker.burst_of:
+        return f"burst of {worker.burst_of}"
+    return "ephemeral" if worker.ephemeral else "permanent"
 
 
 @settings_options(*_CLIENT, "retention_age", "retention_runs")

@@ -12,7 +12,8 @@ from ..config import Config, settings_options
 _SERVER_SETTINGS = ("data_dir", "host", "port", "key_file", "tls_cert", "tls_key", "tls_ca",
                     "seal_frames", "max_frame_size", "handshake_timeout", "aof_fsync",
                     "heartbeat_interval", "lease", "log_cap", "log_level", "ask_timeout",
-                    "retention_age", "retention_runs", "store_address", "max_upload_size")
+                    "retention_age", "retention_runs", "store_address", "max_upload_size",
+                    "burst_max_per_host", "idle_timeout", "burst_cooldown")
 _STORE_SETTINGS = ("data_dir", "host", "store_port", "key_file", "tls_cert", "tls_key", "tls_ca",
                    "seal_frames", "max_frame_size", "handshake_timeout", "aof_fsync",
                    "aof_rewrite_min_size", "aof_rewrite_percentage", "log_level")
@@ -50,8 +51,11 @@ def worker(config: Config,
                                     "default (GENERAL, plus GPU when one is found)."),
            slots: int = typer.Option(None, "--slots", min=1, help="Jobs run at once "
                                      "(default: the CPU count)."),
-           ephemeral: bool = typer.Option(False, "--ephemeral", help="May be retired when "
-                                          "idle."),
+           ephemeral: bool = typer.Option(False, "--ephemeral", help="Retired (drained and "
+                                          "stopped) once idle for --idle-timeout of the "
+                                          "master; without it a worker is permanent."),
+           burst_of: str = typer.Option("", "--burst-of", hidden=True, help="This is a burst "
+                                        "worker that worker started (set by the worker)."),
            ready_file: Path = typer.Option(None, "--ready-file", help="Write {pid, name} as "
                                            "JSON here once started.")) -> None:
     """Run a worker in the foreground; SIGTERM drains it (running jobs finish or go back)."""
@@ -61,4 +65,4 @@ def worker(config: Config,
     address = parse_address(master) if master else (config.host, config.port)
     tag_set = tuple(t.strip() for t in tags.split(",") if t.strip()) if tags else None
     raise typer.Exit(run_worker(config, address, name or socket.gethostname(), tag_set, slots,
-                                ephemeral, ready_file))
+                                ephemeral or bool(burst_of), ready_file, burst_of))

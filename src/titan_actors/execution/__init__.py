@@ -3,11 +3,13 @@
 The public surface is listed in ``__all__`` and loaded on first use, so that the launcher
 process (``python -m titan_actors.execution.launcher``) imports neither gevent nor psutil.
 
-* ``Launcher`` / ``LaunchedProcess`` (``launcher_client``): start the launcher, launch, kill;
+* ``Launcher`` (``launcher_client``) / ``LaunchedProcess`` (``launched``): start the launcher,
+  launch, kill; the launcher kills what a job left running when its main process exits;
 * ``OutputCapture`` / ``finish`` / ``JobExit`` / ``Stream`` (``output``): read a job's output;
 * ``build_command`` / ``Command`` / ``TitanEnv`` (``command``): a JobSpec's argv and env;
 * ``prepare_run`` / ``write_script`` / ``remove_run`` / ``prune_runs`` (``workspace``);
-* ``ChildRegistry`` / ``kill_orphans`` (``orphans``): leftovers of a previous life.
+* ``ChildRegistry`` / ``kill_orphans`` (``orphans``): leftovers of a previous life;
+* ``MARKER_VAR`` (``_leftovers``): the environment variable that marks an attempt's processes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Launcher": "launcher_client", "LaunchedProcess": "launcher_client",
+    "Launcher": "launcher_client", "LaunchedProcess": "launched", "MARKER_VAR": "_leftovers",
     "OutputCapture": "output", "JobExit": "output", "Stream": "output", "finish": "output",
     "Command": "command", "TitanEnv": "command", "build_command": "command",
     "build_env": "command", "ENV_ALLOWLIST": "command",

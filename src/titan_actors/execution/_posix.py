@@ -11,6 +11,7 @@ import resource
 import signal
 from typing import Any
 
+from titan_actors.execution._leftovers import MARKER_VAR
 from titan_actors.wire.messages.launcher import LaunchSpawn
 
 # Python ignores SIGPIPE and SIGXFSZ at startup and the launcher ignores SIGINT; ignored signals
@@ -76,6 +77,7 @@ def spawn(msg: LaunchSpawn, fds: list[int]) -> int:
     if not msg.argv:
         raise ValueError("the command is empty")
     start = os.posix_spawn if "/" in msg.argv[0] else os.posix_spawnp
+    env = {**msg.env, MARKER_VAR: msg.marker} if msg.marker else msg.env
     if msg.cwd:
         try:
             os.chdir(msg.cwd)
@@ -83,7 +85,7 @@ def spawn(msg: LaunchSpawn, fds: list[int]) -> int:
             e.titan_cwd = True  # type: ignore[attr-defined]
             raise
     try:
-        return start(msg.argv[0], msg.argv, msg.env, file_actions=actions,
+        return start(msg.argv[0], msg.argv, env, file_actions=actions,
                      setsid=msg.new_session, setsigdef=_SIGDEF, setsigmask=())
     finally:
         if msg.cwd:

@@ -15,8 +15,14 @@ How it works, one thread around one ``selectors`` loop:
   thread, so nothing else sees it). Resource limits are applied by ``prlimit`` right after the
   spawn: the first microseconds of the job's ``exec`` run without them.
 * reap: SIGCHLD wakes the loop (``signal.set_wakeup_fd``); ``waitpid(-1, WNOHANG)`` reaps. As a
-  child subreaper (Linux) the launcher also reaps orphaned grandchildren. When a leader exits,
-  what is left of its group is SIGKILLed (unless asked otherwise), so nothing holds its pipes.
+  child subreaper (Linux) the launcher also reaps orphaned grandchildren.
+* clean up: when a leader exits (unless asked otherwise), what its job left running gets
+  SIGTERM at once and SIGKILL after the job's ``cleanup_grace``: the members of its group and
+  session, and every process carrying its marker (``TITAN_ATTEMPT_MARKER``), such as a daemon
+  that double-forked out of the session. All of them are in the launcher's tree (it is their
+  subreaper), so only that tree is searched (``_leftovers``). The exit is reported at once with
+  the count (nothing then holds the job's pipes for long); ``CleanupDone`` follows when the
+  SIGKILL round is over. Without /proc, the group alone is SIGKILLed at once.
 * kill: the signal goes to the whole group; SIGKILL follows after the caller's grace.
 * end: on EOF from the worker (it died or closed), SIGTERM, or a protocol error, every group is
   SIGKILLed, children are reaped (at most ``_REAP_S``), and the launcher exits. On a
@@ -39,10 +45,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from titan_actors.errors import ProtocolError
-from titan_actors.execution import _posix
+from titan_actors.execution import _leftovers, _posix
 from titan_actors.wire import codec
 from titan_actors.wire.frame import FrameReader
 from titan_actors.wire.messages.launcher import (
+    CleanupDone,
     LauncherReady,
     LaunchKill,
     LaunchShutdown,
@@ -58,6 +65,7 @@ _RECV_BYTES = 256 * 1024
 _MAX_FDS = 16                    # per recvmsg; a request carries 2, and one recvmsg stops there
 _ANC_BYTES = socket.CMSG_SPACE(_MAX_FDS * array.array("i").itemsize)
 _REAP_S = 5.0                    # after the last SIGKILL: how long to wait for children to go
+_KILL_ROUNDS = 8                 # SIGKILL rounds of a cleanup (each catches what forked meanwhile)
 
 
 @dataclass(slots=True)
@@ -65,7 +73,10 @@ class _Child:
     key: str
     pid: int
     group: bool               # leads its own process group (signal the group, not the pid)
-    kill_group_on_exit: bool
+    kill_group_on_exit: bool  # clean up what it leaves running when it exits
+    marker: str = ""
+    grace: float = 2.0        # of the cleanup: SIGTERM, then SIGKILL this much later
+    told: bool = False        # its group was signalled (LaunchKill): its members know already
     report: bool = True       # False: reaped silently (a spawn reported as failed after all)
 
 
@@ -81,7 +92,8 @@ class _Launcher:
         self._children: dict[int, _Child] = {}
         self._by_key: dict[str, _Child] = {}
         self._leftovers: set[int] = set()     # groups whose leader exited, members alive
-        self._deadlines: list[tuple[float, int, int, bool]] = []  # (when, seq, pid, group)
+        self._deadlines: list[tuple[float, int, Callable[[], None]]] = []  # (when, seq, do)
+        self._can_look = os.path.exists("/proc/self/stat")  # else no cleanup beyond the group
         self._seq = 0
         self._closing = False
         self._give_up_at: float | None = None
@@ -110,7 +122,7 @@ class _Launcher:
             self._fire_deadlines()
         self._flush()
         self._sock.close()
-        return 0
+        return 1 if self._has_children else 0  # 1: gave up on some child
 
     def _timeout(self) -> float | None:
         whens = [self._deadlines[0][0]] if self._deadlines else []
@@ -128,9 +140,8 @@ class _Launcher:
     def _fire_deadlines(self) -> None:
         now = self._clock()
         while self._deadlines and self._deadlines[0][0] <= now:
-            _, _, pid, group = heapq.heappop(self._deadlines)
-            if pid in self._children or pid in self._leftovers:  # else its id may be reused
-                _posix.send_signal(pid, group, signal.SIGKILL)
+            _, _, action = heapq.heappop(self._deadlines)
+            action()
         if self._closing and not self._deadlines and self._has_children:
             for pid in _posix.direct_children():  # escaped daemons (new sessions) adopted by us
                 _posix.send_signal(pid, False, signal.SIGKILL)
@@ -225,7 +236,8 @@ class _Launcher:
         except ValueError as e:  # an empty argv, a NUL byte, a limit above the hard limit
             self._send(SpawnFailed(msg.key, f"cannot start {program!r}: {e}", 0))
             return
-        child = _Child(msg.key, pid, msg.new_session, msg.kill_group_on_exit)
+        child = _Child(msg.key, pid, msg.new_session, msg.kill_group_on_exit, msg.marker,
+                       msg.cleanup_grace)
         self._children[pid] = child
         self._by_key[msg.key] = child
         self._has_children = True
@@ -244,12 +256,19 @@ class _Launcher:
         if child is None:
             return
         _posix.send_signal(child.pid, child.group, msg.signal)
+        child.told = child.group
         if msg.grace > 0 and msg.signal != signal.SIGKILL:
             self._kill_later(child.pid, child.group, msg.grace)
 
     def _kill_later(self, pid: int, group: bool, grace: float) -> None:
+        def kill() -> None:
+            if pid in self._children or pid in self._leftovers:  # else its id may be reused
+                _posix.send_signal(pid, group, signal.SIGKILL)
+        self._at(self._clock() + grace, kill)
+
+    def _at(self, when: float, action: Callable[[], None]) -> None:
         self._seq += 1
-        heapq.heappush(self._deadlines, (self._clock() + grace, self._seq, pid, group))
+        heapq.heappush(self._deadlines, (when, self._seq, action))
 
     def _shutdown(self, msg: LaunchShutdown) -> None:
         self._closing = True
@@ -294,26 +313,81 @@ class _Launcher:
 
     def _reap(self) -> None:
         while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+            try:  # look first, reap after: the leader's zombie still holds its pid and group
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 self._has_children = False
                 break
-            if pid == 0:
+            if info is None or info.si_pid == 0:
                 break
-            child = self._children.pop(pid, None)
+            pid = info.si_pid
+            child = self._children.get(pid)
+            cleans = (child is not None and child.kill_group_on_exit and self._can_look
+                      and not self._closing)
+            job, found = self._look(child) if cleans else (None, [])
+            _, status = os.waitpid(pid, 0)  # a zombie: at once
             if child is None:
                 continue  # an orphaned grandchild adopted by us (subreaper): nothing to report
+            del self._children[pid]
             if self._by_key.get(child.key) is child:
                 del self._by_key[child.key]
-            if child.group:
-                if child.kill_group_on_exit or self._closing:
-                    _posix.send_signal(pid, True, signal.SIGKILL)
-                elif _posix.group_alive(pid):
-                    self._leftovers.add(pid)
+            left: list[_leftovers.Proc] = []
+            cleaning = False
+            if job is not None:
+                left, cleaning = self._clean_up(child, job, found)
+            elif child.group and (child.kill_group_on_exit or self._closing):
+                _posix.send_signal(pid, True, signal.SIGKILL)
+            elif child.group and _posix.group_alive(pid):
+                self._leftovers.add(pid)
             if child.report:
-                self._send(ProcessExited(child.key, pid, os.waitstatus_to_exitcode(status)))
+                self._send(ProcessExited(child.key, pid, os.waitstatus_to_exitcode(status),
+                                         len(left), _leftovers.describe(left), cleaning))
         self._leftovers = {pgid for pgid in self._leftovers if _posix.group_alive(pgid)}
+
+    # -- cleanup after a job -------------------------------------------------------------------
+
+    def _look(self, child: _Child) -> tuple[_leftovers.JobMark, list[_leftovers.Proc]]:
+        """What the job of ``child`` left running, looked for while its leader is a zombie
+        (its start time is still there to read, and no other process can hold its pid)."""
+        procs = _leftovers.descendants(os.getpid(), self._children.keys(), single_root=True)
+        if not procs:  # the common case: no /proc/PID/stat of the leader to read
+            return _leftovers.JobMark(child.pid, 0, child.group, child.marker), []
+        leader = _leftovers.stat(child.pid)
+        job = _leftovers.JobMark(child.pid, leader.start if leader else 0, child.group,
+                                 child.marker)
+        return job, _leftovers.select(procs, job, False,
+                                      lambda pid: _leftovers.has_marker(pid, job.marker))
+
+    def _clean_up(self, child: _Child, job: _leftovers.JobMark,
+                  found: list[_leftovers.Proc]) -> tuple[list[_leftovers.Proc], bool]:
+        """The leader of ``child`` was just reaped: SIGTERM what its job left running
+        (``found``), and SIGKILL what is still there after the grace. Returns the processes
+        sent SIGTERM, and whether a SIGKILL round (then ``CleanupDone``) follows.
+
+        When the job was killed (``LaunchKill`` to its group), its group's members got that
+        signal already and are on their way out: they are neither signalled twice nor counted
+        as left running, but the SIGKILL round after the grace covers them too."""
+        if not found:
+            return [], False
+        fresh = [p for p in found if not (child.told and p.pgid == child.pid)]
+        left = _leftovers.signal_procs(fresh, signal.SIGTERM)
+        self._at(self._clock() + max(child.grace, 0.0),
+                 lambda: self._finish_cleanup(child.key, job))
+        return left, True
+
+    def _finish_cleanup(self, key: str, job: _leftovers.JobMark) -> None:
+        killed: set[tuple[int, int]] = set()
+        for _ in range(_KILL_ROUNDS):  # a round finds what forked before the last one's SIGKILL
+            found = [p for p in self._find(job) if (p.pid, p.start) not in killed]
+            if not found:
+                break
+            _leftovers.signal_procs(found, signal.SIGKILL)
+            killed.update((p.pid, p.start) for p in found)
+        self._send(CleanupDone(key, job.marker, len(killed)))
+
+    def _find(self, job: _leftovers.JobMark) -> list[_leftovers.Proc]:
+        # the jobs still running own their subtrees: nothing of an exited job is in them
+        return _leftovers.find(job, os.getpid(), skip=self._children.keys(), single_root=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,15 @@ Each launch creates two pipes here (close-on-exec); their write ends travel to t
 the request (``SCM_RIGHTS``) and are closed here once sent, so the job holds the only writers and
 EOF on the read ends means every process of the job has closed its output. The read ends are
 non-blocking and belong to the caller (``output.OutputCapture`` reads and closes them).
+
+Every launch gets a marker, ``<key>/<random>``, that the launcher puts in the process's
+environment (``TITAN_ATTEMPT_MARKER``) and uses to find what the process left running when it
+exits. With a :class:`~titan_actors.execution.orphans.ChildRegistry`, each launch is recorded
+before the request leaves (marker), then with its pid and start time, and forgotten once the
+launcher reports its leftovers gone (``CleanupDone``), so that the worker's next life can kill
+what a SIGKILL of worker and launcher left behind. A launcher that dies alone leaves its jobs to
+this side, which kills, in a thread, everything the records name (without a registry: the jobs'
+groups, at once).
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ from __future__ import annotations
 import array
 import logging
 import os
+import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -38,9 +49,13 @@ from titan_actors.errors import (
     TitanError,
 )
 from titan_actors.execution import _posix
+from titan_actors.execution.launched import LaunchedProcess
+from titan_actors.execution.orphans import ChildRegistry, kill_records
+from titan_actors.offload import run_in_thread
 from titan_actors.wire import codec
 from titan_actors.wire.frame import DEFAULT_MAX_PAYLOAD, HEADER_SIZE, FrameReader
 from titan_actors.wire.messages.launcher import (
+    CleanupDone,
     LauncherReady,
     LaunchKill,
     LaunchShutdown,
@@ -55,52 +70,22 @@ __all__ = ["LaunchedProcess", "Launcher"]
 _log = logging.getLogger(__name__)
 _RECV_BYTES = 64 * 1024
 _SRC_ROOT = str(Path(titan_actors.__file__).resolve().parent.parent)
+_UNSAFE = re.compile(r"[^\w./:@+-]")  # what a marker keeps of a key: no spaces, no '='
 
 ExitCallback = Callable[["LaunchedProcess", int], None]
-
-
-class LaunchedProcess:
-    """One started job process.
-
-    ``pid`` is also its process group id (it runs in its own session). ``stdout_fd`` and
-    ``stderr_fd`` are the non-blocking read ends of its output pipes (-1 when not captured); the
-    caller owns and closes them. ``exited`` is set to the exit code (or -signal) when the
-    launcher reaps it, or fails with LauncherBrokenError / LauncherClosedError when the launcher
-    went away first.
-    """
-
-    __slots__ = ("_started", "_abandoned", "exited", "key", "pid", "stderr_fd", "stdout_fd")
-
-    def __init__(self, key: str, stdout_fd: int, stderr_fd: int) -> None:
-        self.key = key
-        self.pid = 0
-        self.stdout_fd = stdout_fd
-        self.stderr_fd = stderr_fd
-        self.exited: AsyncResult = AsyncResult()
-        self._started: AsyncResult = AsyncResult()
-        self._abandoned = False
-
-    def wait(self, timeout: float | None) -> int | None:
-        """Return the exit code, or None when the process is still running after ``timeout``
-        seconds (None: no limit). Raises LauncherBrokenError or LauncherClosedError when the
-        launcher went away before reporting the exit."""
-        self.exited.wait(timeout)
-        if not self.exited.ready():
-            return None
-        return self.exited.get(block=False)
-
-    def __repr__(self) -> str:
-        return f"<LaunchedProcess {self.key!r} pid={self.pid}>"
 
 
 class Launcher:
     """A running launcher process and the socket to it. Make one with :meth:`start`."""
 
     def __init__(self, sock: gsocket.socket, popen: subprocess.Popen,
-                 on_exit: ExitCallback | None = None) -> None:
+                 on_exit: ExitCallback | None = None,
+                 registry: ChildRegistry | None = None) -> None:
         self._sock = sock
         self._popen = popen
         self._on_exit = on_exit
+        self._registry = registry
+        self._markers: set[str] = set()  # recorded in the registry, not yet forgotten
         self._send_lock = Semaphore()
         self._pending: dict[str, LaunchedProcess] = {}
         self._running: dict[str, LaunchedProcess] = {}
@@ -112,16 +97,19 @@ class Launcher:
         self._group = Group()
         self._handlers: dict[type, Callable] = {
             LauncherReady: self._on_ready, SpawnSucceeded: self._on_spawned,
-            SpawnFailed: self._on_spawn_failed, ProcessExited: self._on_exited}
+            SpawnFailed: self._on_spawn_failed, ProcessExited: self._on_exited,
+            CleanupDone: self._on_cleanup_done}
         self._reader = self._group.spawn(self._read_loop)
 
     @classmethod
     def start(cls, python: str = sys.executable, *, timeout: float = 10.0,
-              on_exit: ExitCallback | None = None) -> Launcher:
+              on_exit: ExitCallback | None = None,
+              registry: ChildRegistry | None = None) -> Launcher:
         """Start a launcher process with the interpreter ``python`` and wait until it is ready.
 
         ``on_exit(process, code)`` is called from the reader greenlet for every reported exit
-        (after ``process.exited`` is set); an exception it raises is logged. Raises
+        (after ``process.exited`` is set); an exception it raises is logged. ``registry``:
+        where to record each launch for the next life (see the module docstring). Raises
         LauncherBrokenError when the launcher exits or stays silent for ``timeout`` seconds.
         """
         parent, child = gsocket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -137,7 +125,7 @@ class Launcher:
                               e.errno or 0) from e
         finally:
             child.close()
-        launcher = cls(parent, popen, on_exit)
+        launcher = cls(parent, popen, on_exit, registry)
         try:
             launcher._ready.wait(timeout)
             if not launcher._ready.ready():
@@ -162,13 +150,14 @@ class Launcher:
     def launch(self, key: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, *,
                rlimits: Mapping[int, int] | None = None, capture: bool = True,
                new_session: bool = True, kill_group_on_exit: bool = True,
-               timeout: float = 10.0) -> LaunchedProcess:
+               cleanup_grace: float = 2.0, timeout: float = 10.0) -> LaunchedProcess:
         """Start ``argv`` with exactly ``env`` (nothing inherited) in ``cwd``, as ``key``.
 
         ``argv[0]`` without a slash is looked up on the launcher's PATH (resolve it first with
         ``command.build_command`` to use the job's). ``rlimits``: ``resource.RLIMIT_*`` -> limit.
         ``capture``: give the job output pipes (else /dev/null). ``kill_group_on_exit``: when
-        the process exits, SIGKILL what is left of its group (so no leftover holds the pipes).
+        the process exits, terminate what it left running (its group, its session, whatever
+        carries its marker): SIGTERM, then SIGKILL after ``cleanup_grace`` seconds.
 
         Returns the LaunchedProcess once the launcher confirms the spawn. Raises LaunchError
         (the program is missing, not executable, the key is in use, the launcher did not answer
@@ -178,22 +167,25 @@ class Launcher:
         self._check_open()
         if key in self._pending or key in self._running:
             raise LaunchError(f"a process with key {key!r} is already running")
+        marker = f"{_UNSAFE.sub('_', key)[:200]}/{secrets.token_hex(8)}"
         read_fds, write_fds = _posix.pipes(2 if capture else 0)
-        proc = LaunchedProcess(key, *(read_fds or [-1, -1]))
+        proc = LaunchedProcess(key, *(read_fds or [-1, -1]), marker, kill_group_on_exit)
         try:
             request = codec.encode_frame(LaunchSpawn(
                 key, list(argv), dict(env), cwd, dict(rlimits or {}), len(write_fds),
-                new_session, kill_group_on_exit))
+                new_session, kill_group_on_exit, marker, float(cleanup_grace)))
             if len(request) - HEADER_SIZE > DEFAULT_MAX_PAYLOAD:  # the launcher would hang up
                 raise LaunchError(f"cannot start {key!r}: its argv and env take "
                                   f"{len(request)} bytes, above {DEFAULT_MAX_PAYLOAD}")
             self._pending[key] = proc
+            self._record(key, marker)  # before the job exists, let alone forks
             self._send(request, write_fds)
         except BaseException:
             if self._delivering:  # the request will arrive whole: kill what it starts
                 proc._abandoned = True
             else:
                 self._pending.pop(key, None)
+                self._forget(marker)
             _posix.close_all(read_fds)
             raise
         finally:
@@ -234,9 +226,13 @@ class Launcher:
         self._group.kill(timeout=timeout)
         self._sock.close()
         try:
-            self._popen.wait(timeout=timeout)
+            code = self._popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             _log.error("the launcher (pid %d) did not exit", self._popen.pid)
+            return
+        if code == 0:  # it exited once every process of its tree was gone
+            for marker in list(self._markers):
+                self._forget(marker)
 
     def __enter__(self) -> Launcher:
         return self
@@ -293,6 +289,24 @@ class Launcher:
         finally:
             self._send_lock.release()
 
+    def _record(self, key: str, marker: str) -> None:
+        if self._registry is not None:
+            self._registry.expect(key, marker)
+            self._markers.add(marker)
+
+    def _forget(self, marker: str) -> None:
+        if marker in self._markers:
+            self._markers.discard(marker)
+            self._update(self._registry.forget, marker)
+
+    def _update(self, change: Callable[..., object], *args: object) -> None:
+        """Change the registry from the reader greenlet: a failure to write the file is
+        logged (the file then lags behind), never taken for a broken launcher."""
+        try:
+            change(*args)
+        except Exception as error:
+            _log.error("cannot update the record of the worker's processes: %s", error)
+
     def _abandon(self, proc: LaunchedProcess) -> None:
         """Nobody waits for ``proc`` any more: kill it once (or as soon as) it has started."""
         if not proc._started.ready():
@@ -329,9 +343,10 @@ class Launcher:
             error = LauncherBrokenError(f"the launcher (pid {self.pid}) {why}")
             _log.error("%s; killing the %d process groups it had started", error,
                        len(self._running))
-            for proc in self._running.values():
-                # a dead launcher leaves them running in their sessions
-                _posix.send_signal(proc.pid, True, signal.SIGKILL)
+            if self._registry is None:  # (no record of their start times to check)
+                for proc in self._running.values():
+                    # a dead launcher leaves them running in their sessions
+                    _posix.send_signal(proc.pid, True, signal.SIGKILL)
         self._error = error
         for proc in [*self._pending.values(), *self._running.values()]:
             if not proc._started.ready():
@@ -343,6 +358,23 @@ class Launcher:
         if not self._ready.ready():
             self._ready.set_exception(error)
         self._eof.set()
+        if not self._closing and self._markers:
+            self._kill_escaped()
+
+    def _kill_escaped(self) -> None:
+        """The launcher died, and its jobs run on in their sessions, with what they started
+        outside them (daemons that double-forked): kill everything the records name (the
+        leaders by pid and create time, their groups, their markers), with one scan of every
+        process, in a thread. No longer our children, their pids may be reused meanwhile."""
+        mine = [r for r in self._registry.records if r.marker in self._markers]
+        try:
+            killed = run_in_thread(kill_records, mine)
+        except Exception:
+            _log.exception("could not kill what the jobs of the dead launcher left running")
+            return
+        _log.warning("killed what %d jobs of the dead launcher left running", len(killed))
+        for record in mine:
+            self._forget(record.marker)
 
     def _on_ready(self, msg: LauncherReady) -> None:
         self._ready.set(msg.pid)
@@ -353,19 +385,36 @@ class Launcher:
             return
         proc.pid = msg.pid
         self._running[msg.key] = proc
+        if proc.marker in self._markers:
+            self._update(self._registry.started, proc.marker, msg.pid)
         if proc._abandoned:
             self._send(codec.encode_frame(LaunchKill(msg.key, signal.SIGKILL, 0.0)))
         proc._started.set(msg.pid)
 
+    def _on_cleanup_done(self, msg: CleanupDone) -> None:
+        if msg.killed:
+            _log.warning("%s: %d processes it left running ignored SIGTERM and were killed",
+                         msg.key, msg.killed)
+        self._forget(msg.marker)
+
     def _on_spawn_failed(self, msg: SpawnFailed) -> None:
         proc = self._pending.pop(msg.key, None)
         if proc is not None:
+            self._forget(proc.marker)
             proc._started.set_exception(LaunchError(msg.error, msg.errno))
 
     def _on_exited(self, msg: ProcessExited) -> None:
         proc = self._running.pop(msg.key, None)
         if proc is None or proc.pid != msg.pid:
             return
+        proc.left_running, proc.left_names = msg.left_running, msg.left_names
+        if msg.left_running:
+            _log.info("%s exited (%d) and left %d processes running, sent SIGTERM: %s",
+                      msg.key, msg.code, msg.left_running, ", ".join(msg.left_names))
+        # else the record stays until CleanupDone or, without a cleanup (what the process left
+        # runs on: kill_group_on_exit=False), for as long as the launcher runs
+        if proc._cleans and not msg.cleaning:
+            self._forget(proc.marker)
         proc.exited.set(msg.code)
         if self._on_exit is not None:
             try:

@@ -11,6 +11,7 @@ import struct
 from ..errors import DecodeError
 from ..scheduler.records import (
     Counters,
+    GateDecided,
     JobReset,
     JobsAdded,
     JobsRestored,
@@ -66,10 +67,16 @@ class JobsRestoredRecord(Message):
     record: JobsRestored
 
 
+@message(158)
+class GateDecidedRecord(Message):
+    record: GateDecided
+
+
 _WRAPPERS = {RunSubmitted: RunSubmittedRecord, JobsAdded: JobsAddedRecord,
              JobTransition: JobTransitionRecord, JobReset: JobResetRecord,
              RunsForgotten: RunsForgottenRecord, Counters: CountersRecord,
-             RunRestored: RunRestoredRecord, JobsRestored: JobsRestoredRecord}
+             RunRestored: RunRestoredRecord, JobsRestored: JobsRestoredRecord,
+             GateDecided: GateDecidedRecord}
 _RECORD_IDS = frozenset(wrapper.TYPE_ID for wrapper in _WRAPPERS.values())
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from ..scheduler import JobReset, JobsAdded, JobTransition, RunsForgotten, RunSubmitted
-from ..scheduler.model import TERMINAL_STATES, JobState, RunState
+from ..scheduler.model import ON_WORKER_STATES, TERMINAL_STATES, JobState, RunState
 from ..scheduler.views import JobView, RunView
 from ..wire.messages.master import (
     AgentRunSummary,
@@ -17,6 +17,8 @@ from ..wire.messages.master import (
 from ..wire.messages.worker import AttemptRef
 
 _REPORTED_ENDS = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.DEAD})
+# a serving run (its services ready) is not finished: never pruned
+_FINISHED_RUNS = frozenset({RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED})
 
 
 def is_terminal(state: JobState) -> bool:
@@ -55,8 +57,8 @@ def runs_touched(records) -> list[str]:
 
 def kill_of(record) -> tuple[str, AttemptRef] | None:
     """(worker, attempt) whose process must be stopped because of ``record``, if any."""
-    if (isinstance(record, JobTransition) and record.prior is JobState.RUNNING
-            and record.state not in _REPORTED_ENDS and record.state is not JobState.RUNNING
+    if (isinstance(record, JobTransition) and record.prior in ON_WORKER_STATES
+            and record.state not in _REPORTED_ENDS and record.state not in ON_WORKER_STATES
             and record.worker):
         return record.worker, AttemptRef(record.run_id, record.job_id, record.attempt,
                                          record.epoch)
@@ -82,7 +84,9 @@ def job_info(job: JobView) -> JobInfo:
     return JobInfo(job.run_id, job.job_id, job.state, job.status.value, job.attempt,
                    job.attempt + job.attempts_left, job.worker, job.priority, job.requirement,
                    job.parents, job.waiting or job.reason, job.exit_code, job.submitted_at,
-                   job.started_at or 0.0, job.finished_at or 0.0, job.added_by)
+                   job.started_at or 0.0, job.finished_at or 0.0, job.added_by, job.kind,
+                   job.port, job.restarts, job.message, job.deadline or 0.0, job.decided_by,
+                   job.comment)
 
 
 def agent_runs(runs: list[RunView]) -> list[AgentRunSummary]:
@@ -99,14 +103,15 @@ def agent_runs(runs: list[RunView]) -> list[AgentRunSummary]:
 
 def _agent_run(agent_run_id: str, runs: list[RunView]) -> AgentRunSummary:
     states = {run.state for run in runs}
-    for state in (RunState.ACTIVE, RunState.FAILED, RunState.CANCELLED, RunState.COMPLETED):
+    for state in (RunState.ACTIVE, RunState.SERVING, RunState.FAILED, RunState.CANCELLED,
+                  RunState.COMPLETED):
         if state in states:
             break
     counts: dict[str, int] = {}
     for run in runs:
         for job_state, count in run.counts.items():
             counts[job_state.value] = counts.get(job_state.value, 0) + count
-    finished = 0.0 if state is RunState.ACTIVE else max(r.finished_at or 0.0 for r in runs)
+    finished = 0.0 if state not in _FINISHED_RUNS else max(r.finished_at or 0.0 for r in runs)
     return AgentRunSummary(agent_run_id, tuple(r.run_id for r in runs),
                            tuple(r.name for r in runs), state,
                            min(r.submitted_at for r in runs), finished, counts)
@@ -126,7 +131,7 @@ def job_detail(scheduler, run_id: str, job_id: str, history) -> JobDetail:
 
 def expired_runs(scheduler, now: float, older_than: float, keep: int) -> list[str]:
     """Finished runs past the retention age, or beyond the newest ``keep`` finished ones."""
-    finished = [r for r in scheduler.runs() if r.state is not RunState.ACTIVE]
+    finished = [r for r in scheduler.runs() if r.state in _FINISHED_RUNS]
     expired = []
     for index, run in enumerate(finished):  # newest first
         if index >= keep or (run.finished_at or now) < now - older_than:
@@ -140,5 +145,5 @@ def is_current(scheduler, ref: AttemptRef, worker: str) -> bool:
         job = scheduler.job(ref.run_id, ref.job_id)
     except UsageError:
         return False
-    return (job.state is JobState.RUNNING and job.attempt == ref.attempt
+    return (job.state in ON_WORKER_STATES and job.attempt == ref.attempt
             and job.epoch == ref.epoch and job.worker == worker)

@@ -20,6 +20,8 @@ def run_master(config: Config, ready_file: Path | None = None) -> int:
     from gevent.event import Event
 
     from ..actors.master import CheckToken, MasterActor, MasterOptions, PeerGone
+    from ..actors.scaler import ScalerActor
+    from ..actors.supervision import Supervision
     from ..actors.system import ActorSystem
     from ..datadir import DataDirLock, component_dir
     from ..keys import keyring_from_config
@@ -50,6 +52,9 @@ def run_master(config: Config, ready_file: Path | None = None) -> int:
         store = _store(config, system, keys, stack,
                        lambda error: (link_failures.append(error), stopping.set()))
         master = system.spawn(MasterActor, options, keys=keys, name="master", store=store)
+        # a scaler that crashes starts afresh (it forgets only spawns in flight and idle times)
+        system.spawn(ScalerActor, scaler_options(config), master, name="scaler",
+                     supervision=Supervision.restart(3, 60.0))
         server.target = master
         # a job token is good only while its attempt runs
         server.token_valid = lambda claims: master.ask(CheckToken(claims), timeout=10)
@@ -68,6 +73,16 @@ def run_master(config: Config, ready_file: Path | None = None) -> int:
         server.stop(timeout=5)
         system.stop_all(timeout=10)
     return 1 if died else 0
+
+
+def scaler_options(config: Config):
+    """The scaler's options from the settings: it looks every heartbeat interval."""
+    from ..actors.scaler import ScalerOptions
+    from ..master.scaling import ScalingPolicy
+
+    policy = ScalingPolicy(max_per_host=config.burst_max_per_host,
+                           idle_timeout=config.idle_timeout, cooldown=config.burst_cooldown)
+    return ScalerOptions(interval=config.heartbeat_interval, policy=policy)
 
 
 def _store(config: Config, system, keys, stack: contextlib.ExitStack, on_failure):

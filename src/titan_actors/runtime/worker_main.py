@@ -12,8 +12,10 @@ log = logging.getLogger("titan.worker")
 
 
 def run_worker(config: Config, master: tuple[str, int], name: str, tags: tuple[str, ...] | None,
-               slots: int | None, ephemeral: bool, ready_file: Path | None = None) -> int:
-    """Work until SIGTERM (drain) or SIGINT. Returns the process exit code."""
+               slots: int | None, ephemeral: bool, ready_file: Path | None = None,
+               burst_of: str = "") -> int:
+    """Work until SIGTERM (drain) or SIGINT, or until retired (an ephemeral worker idle too
+    long). ``burst_of``: this is a burst worker that worker started. Returns the exit code."""
     from .common import patch
     patch()
     from ..actors.system import ActorSystem
@@ -33,7 +35,8 @@ def run_worker(config: Config, master: tuple[str, int], name: str, tags: tuple[s
             ephemeral=ephemeral, output_cap=config.log_cap,
             workspace_retention=config.retention_age,
             archive_max_bytes=config.archive_max_size,
-            archive_max_entries=config.archive_max_entries)
+            archive_max_entries=config.archive_max_entries, burst_of=burst_of,
+            burst_env=burst_env(config))
         system = ActorSystem()
         worker = system.spawn(WorkerActor, options, keys=keyring_from_config(config),
                               name="worker")
@@ -45,3 +48,21 @@ def run_worker(config: Config, master: tuple[str, int], name: str, tags: tuple[s
         crashed = worker.crashed
         system.stop_all(timeout=10)
     return 1 if crashed else 0
+
+
+# the settings a burst worker takes from the worker that starts it, beyond those WorkerOptions
+# carries as flags
+_BURST_ENV = ("key_file", "log_level", "ask_timeout")
+
+
+def burst_env(config: Config) -> tuple[tuple[str, str], ...]:
+    """``(TITAN_*, text)`` of the settings in ``_BURST_ENV`` that are set here (not defaults)."""
+    from ..config import SETTINGS, Source
+
+    out = []
+    for name in _BURST_ENV:
+        value = getattr(config, name)
+        if config.source(name) is not Source.DEFAULT and value is not None:
+            text = os.path.abspath(value) if isinstance(value, Path) else str(value)
+            out.append((SETTINGS[name].env, text))
+    return tuple(out)

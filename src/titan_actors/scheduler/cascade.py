@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 
 from ..errors import InvalidTransitionError, UnknownJobError, UnknownRunError
-from .model import SATISFYING_STATES, TERMINAL_STATES, JobState
+from .model import SATISFYING_STATES, TERMINAL_STATES, JobKind, JobState
 from .records import JobReset, JobTransition, Record
 from .state import RETRYABLE_STATES, Job, JobKey, State
 
@@ -35,7 +35,8 @@ class Cascades:
     def _move(self, out: list[Record], job: Job, state: JobState, now: float, *,
               attempt: int | None = None, epoch: int | None = None, worker: str | None = None,
               not_before: float = 0.0, exit_code: object = _KEEP,
-              reason: str = "") -> JobTransition:
+              reason: str = "", port: int | None = None,
+              restarts: int | None = None) -> JobTransition:
         """Record ``job`` moving to ``state``; unnamed values stay as they are (not_before and
         reason are cleared)."""
         record = JobTransition(
@@ -45,18 +46,25 @@ class Cascades:
             job.worker if worker is None else worker,
             not_before,
             job.exit_code if exit_code is _KEEP else exit_code,  # type: ignore[arg-type]
-            reason)
+            reason,
+            job.port if port is None else port,
+            job.restarts if restarts is None else restarts)
         self._emit(out, record)
         return record
 
     # -- one job --------------------------------------------------------------------------------
 
     def _settle(self, out: list[Record], job: Job, now: float) -> None:
-        """A PENDING job whose parents are all satisfied: QUEUED, or delayed first."""
+        """A PENDING job whose parents are all satisfied: QUEUED, or delayed first; a gate
+        WAITING for its decision."""
         if (job.state is not JobState.PENDING or job.unmet or job.not_before
                 or job.blocked):
             return
-        if job.spec.delay > 0:
+        if job.spec.kind is JobKind.GATE:  # no process: it waits for a person, until a deadline
+            self._move(out, job, JobState.WAITING, now,
+                       not_before=now + job.spec.max_wait_seconds,
+                       reason=f"waiting for a decision: {job.spec.message}".rstrip(": "))
+        elif job.spec.delay > 0:
             self._move(out, job, JobState.PENDING, now, not_before=now + job.spec.delay,
                        reason=f"delay of {job.spec.delay:g} s")
         else:

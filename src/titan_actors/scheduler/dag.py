@@ -19,7 +19,6 @@ from .model import JobKind, JobSpec
 
 __all__ = ["Plan", "check_jobs", "field_problems"]
 
-_UNSUPPORTED = {JobKind.GATE: "gates", JobKind.SERVICE: "services"}
 _MAX_LISTED = 50  # problems spelled out in the message; the rest are counted
 _CYCLE_SHOWN = (10, 5)  # a long cycle shows its first and last jobs
 _BAD_ID = re.compile(r"[\s/]")
@@ -79,16 +78,18 @@ def field_problems(spec: JobSpec, number: int = 0) -> list[str]:
     out: list[str] = []
     if _BAD_ID.search(spec.id):
         out.append(f"{where}: the id must not contain whitespace or '/'")
-    if spec.kind in _UNSUPPORTED:
-        out.append(f"{where}: ERROR: {_UNSUPPORTED[spec.kind]} are not supported yet")
-    has_script = bool(spec.script_name or spec.script or spec.library)
-    out.extend(_file_problems(spec, where))
-    if has_script and spec.command:
-        out.append(f"{where}: has both a script and a command; give one of them")
-    elif not has_script and not spec.command:
-        out.append(f"{where}: needs a script (file) or a command")
-    if spec.command and not spec.command[0]:
-        out.append(f"{where}: the command's program (command[0]) is empty")
+    has_script = bool(spec.script_name or spec.script or spec.library or spec.archive)
+    if spec.kind is JobKind.GATE:
+        out.extend(_gate_problems(spec, where, has_script))
+    else:
+        out.extend(_file_problems(spec, where))
+        if has_script and spec.command:
+            out.append(f"{where}: has both a script and a command; give one of them")
+        elif not has_script and not spec.command:
+            out.append(f"{where}: needs a script (file) or a command")
+        if spec.command and not spec.command[0]:
+            out.append(f"{where}: the command's program (command[0]) is empty")
+    out.extend(_service_problems(spec, where))
     out.extend(_number_problems(spec, where))
     if not spec.requirement or _SPACE.search(spec.requirement):
         out.append(f"{where}: requirement must be one tag without whitespace, "
@@ -103,6 +104,37 @@ def field_problems(spec: JobSpec, number: int = 0) -> list[str]:
             elif parent in seen:
                 out.append(f"{where}: parent '{parent}' is listed twice")
             seen.add(parent)
+    return out
+
+
+def _gate_problems(spec: JobSpec, where: str, has_script: bool) -> list[str]:
+    """A gate runs nothing and waits a positive time for its decision."""
+    out = []
+    if has_script or spec.command:
+        out.append(f"{where}: a gate runs no process; remove its script or command")
+    if spec.hitl_message:
+        out.append(f"{where}: a gate cannot have hitl_message (it is a gate already)")
+    if not (isinstance(spec.max_wait_seconds, int | float) and spec.max_wait_seconds > 0
+            and math.isfinite(spec.max_wait_seconds)):
+        out.append(f"{where}: max_wait_seconds must be a number of seconds > 0, got "
+                   f"{spec.max_wait_seconds!r}")
+    return out
+
+
+def _service_problems(spec: JobSpec, where: str) -> list[str]:
+    out = []
+    if type(spec.port) is not int or not 0 <= spec.port <= 65535:
+        out.append(f"{where}: port must be 0 (any free port) to 65535, got {spec.port!r}")
+    if type(spec.max_restarts) is not int or spec.max_restarts < -1:
+        out.append(f"{where}: max_restarts must be a whole number >= 0, or -1 for no limit, "
+                   f"got {spec.max_restarts!r}")
+    if spec.kind is not JobKind.SERVICE and (spec.port or spec.health):
+        key = "port" if spec.port else "health"
+        out.append(f"{where}: {key} is for services (type: service)")
+    if spec.health and not spec.health[0]:
+        out.append(f"{where}: the health command's program (health[0]) is empty")
+    if spec.hitl_message and spec.max_wait_seconds <= 0:
+        out.append(f"{where}: max_wait_seconds must be > 0 for its gate")
     return out
 
 

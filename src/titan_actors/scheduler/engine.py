@@ -25,9 +25,11 @@ from ..errors import (
 from .backoff import Backoff
 from .cascade import Cascades
 from .dag import check_jobs
-from .model import JobSpec, JobState, RunSpec
+from .gates import GateDecisions, expand_hitl
+from .model import ON_WORKER_STATES, JobKind, JobSpec, JobState, RunSpec
 from .records import JobsAdded, JobTransition, Record, RunsForgotten, RunSubmitted
 from .routing import Workers, choose, lane_of
+from .services import ServiceReports
 from .snapshot import DEFAULT_BUDGET, take
 from .state import Job, Run, State, run_id_at
 from .views import JobView, RunView, iso, job_view, run_view
@@ -56,7 +58,7 @@ class Assignment:
     record: JobTransition
 
 
-class Scheduler(Cascades):
+class Scheduler(GateDecisions, ServiceReports, Cascades):
     """All runs and jobs, the live workers, and the decisions about them.
 
     Decision methods return the records they applied, in order; a method that raises has
@@ -113,7 +115,7 @@ class Scheduler(Cascades):
         """
         what = f"run '{spec.name}'" + (f" ({spec.source})" if spec.source else "")
         self._check_submitter(what, from_run, from_job)
-        jobs = tuple(spec.jobs)
+        jobs = expand_hitl(spec.jobs)
         plan = check_jobs(jobs, resolve=self._resolver(from_run), what=what)
         agent = spec.agent_run_id or (self._state.runs[from_run].agent_run_id if from_run else "")
         spec = replace(spec, jobs=jobs, agent_run_id=agent)
@@ -133,7 +135,7 @@ class Scheduler(Cascades):
         run = self._run(run_id)
         what = f"jobs for run {run_id} ('{run.name}')"
         self._check_submitter(what, from_run, from_job)
-        jobs = tuple(jobs)
+        jobs = expand_hitl(jobs)
         plan = check_jobs(jobs, resolve=self._resolver(from_run), existing=run.jobs,
                           what=what)
         out: list[Record] = []
@@ -226,7 +228,9 @@ class Scheduler(Cascades):
         descendant SKIPPED). Raises StaleReportError unless (attempt, epoch) is current."""
         job = self._current(run_id, job_id, attempt, epoch)
         out: list[Record] = []
-        if exit_code == 0:
+        if job.spec.kind is JobKind.SERVICE:  # its worker restarts it; an exit is the end
+            self._service_ended(out, job, now, exit_code, reason)
+        elif exit_code == 0:
             self._move(out, job, JobState.COMPLETED, now, exit_code=0, reason=reason)
             for child_key in self._state.children.get(job.key, ()):
                 child = self._state.lookup(child_key)
@@ -260,7 +264,7 @@ class Scheduler(Cascades):
         what = f"report for {run_id}/{job_id} attempt {attempt} (epoch {epoch})"
         if job is None:
             raise StaleReportError(f"{what} refused: no such job")
-        if job.state is JobState.RUNNING and (job.attempt, job.epoch) == (attempt, epoch):
+        if job.state in ON_WORKER_STATES and (job.attempt, job.epoch) == (attempt, epoch):
             return job
         if (job.attempt, job.epoch) == (attempt, epoch) and job.state in _REPORTED:
             raise StaleReportError(f"{what} refused: already recorded (the job is {job.state})")
@@ -282,13 +286,17 @@ class Scheduler(Cascades):
     # -- time ---------------------------------------------------------------------------------
 
     def due(self, now: float) -> list[Record]:
-        """Move the delays and backoffs that are due at ``now`` to QUEUED."""
+        """Move the delays and backoffs that are due at ``now`` to QUEUED, and time out the
+        gates whose deadline passed."""
         out: list[Record] = []
         for key in self._state.take_due(now):
             job = self._state.lookup(key)
-            if (job is not None and job.state in (JobState.PENDING, JobState.FAILED)
-                    and job.not_before and job.not_before <= now):
+            if job is None or not job.not_before or job.not_before > now:
+                continue
+            if job.state in (JobState.PENDING, JobState.FAILED):
                 self._move(out, job, JobState.QUEUED, now)
+            elif job.state is JobState.WAITING:
+                self._time_out(out, job, now)
         return out
 
     def next_due(self) -> float | None:
@@ -296,8 +304,8 @@ class Scheduler(Cascades):
         return self._state.next_due()
 
     def running_attempts(self) -> list[tuple[str, str, str, int, int]]:
-        """``(run_id, job_id, worker, attempt, epoch)`` of every RUNNING job, sorted (for the
-        lease checks after a restart)."""
+        """``(run_id, job_id, worker, attempt, epoch)`` of every job holding a worker slot
+        (running, or a service's life), sorted (for the lease checks after a restart)."""
         out = []
         for keys in self._state.running.values():
             for key in keys:

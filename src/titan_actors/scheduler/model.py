@@ -45,6 +45,11 @@ TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELL
                              JobState.TIMED_OUT, JobState.STOPPED})
 # states that let a child go ahead
 SATISFYING_STATES = frozenset({JobState.COMPLETED, JobState.APPROVED, JobState.READY})
+# states of a job that holds a worker slot: a dispatched attempt, a service's life
+ON_WORKER_STATES = frozenset({JobState.RUNNING, JobState.STARTING, JobState.READY,
+                              JobState.RESTARTING})
+# the states a service's worker reports while it supervises the process
+SERVICE_STATES = frozenset({JobState.STARTING, JobState.READY, JobState.RESTARTING})
 
 
 class RunState(enum.StrEnum):
@@ -54,6 +59,7 @@ class RunState(enum.StrEnum):
     COMPLETED = "completed"    # every job completed (or approved)
     FAILED = "failed"          # every job terminal, some dead, skipped, rejected or timed out
     CANCELLED = "cancelled"    # every job terminal, some cancelled, none failed
+    SERVING = "serving"        # every job terminal but services that are ready (they run on)
 
 
 DEFAULT_REQUIREMENT = "GENERAL"
@@ -68,6 +74,12 @@ class JobSpec:
     content, carried to whichever worker runs it) or a ``command`` argv. ``args`` are already
     split like a shell would, without a shell. Times are seconds; ``timeout`` 0 means none;
     ``retries`` are extra attempts after the first.
+
+    A service (``kind`` SERVICE) runs until stopped: its worker gives it ``port`` (or a free
+    one), calls it ready when the port accepts connections (or ``health`` exits 0), restarts
+    it with backoff when it exits, at most ``max_restarts`` times. A gate (``kind`` GATE) runs
+    nothing: it waits ``max_wait_seconds`` for a person's decision. ``hitl_message`` on a job
+    puts a gate ``hitl-gate-<id>`` right after it (its children wait for the gate instead).
 
     An archive job (``archive``: the name of an uploaded project archive) runs the entry
     ``script_name`` (a relative path inside the archive) from inside the unpacked project. A
@@ -92,12 +104,15 @@ class JobSpec:
     retries: int = 3
     timeout: float = 0.0
     env: dict[str, str] = field(default_factory=dict)
-    port: int = 0                      # services (a later issue)
-    message: str = ""                  # gates: the question asked (a later issue)
-    max_wait_seconds: float = 172800.0  # gates: the decision deadline (a later issue)
+    port: int = 0                      # services: the port (0: the worker picks a free one)
+    message: str = ""                  # gates: the question asked
+    max_wait_seconds: float = 172800.0  # gates: the decision deadline (48 h)
     archive: str = ""                  # an uploaded project archive the job runs inside
     file_digest: str = ""              # its (or the library script's) SHA-256, pinned at submit
     library: str = ""                  # a script of the master's script library
+    hitl_message: str = ""             # a gate right after this job (hitl-gate-<id>)
+    max_restarts: int = -1             # services: restarts before it is dead (-1: no limit)
+    health: tuple[str, ...] = ()       # services: a command whose success means ready
 
 
 @dataclass(frozen=True, slots=True)

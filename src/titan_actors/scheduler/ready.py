@@ -13,6 +13,7 @@ reaches the head of its heap.
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Hashable, Iterator
 
 __all__ = ["Entry", "ReadyQueue"]
@@ -76,3 +77,7 @@ class ReadyQueue:
     def keys(self) -> Iterator[JobKey]:
         """Every queued job, in no particular order."""
         return iter(list(self._live))
+
+    def counts(self) -> Counter[Hashable]:
+        """How many jobs wait in each lane (lanes without one are absent)."""
+        return Counter(lane for lane, _entry in self._live.values())

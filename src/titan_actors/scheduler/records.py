@@ -19,6 +19,7 @@ from .model import JobSpec, JobState, RunSpec
 
 __all__ = [
     "Counters",
+    "GateDecided",
     "JobReset",
     "JobRestored",
     "JobTransition",
@@ -71,9 +72,12 @@ class JobTransition:
 
     ``attempt`` and ``epoch`` are the job's current attempt number and lease epoch after the
     move (a dispatch to RUNNING carries the new ones); ``worker`` the worker of its latest
-    attempt ("" when it never ran). ``not_before`` is set for a delayed PENDING job and for a
-    FAILED job waiting out its backoff. A transition out of RUNNING into a state that is not
-    COMPLETED/FAILED/DEAD (a cancel, a hand-back) tells the master which process to stop.
+    attempt ("" when it never ran); ``port`` and ``restarts`` a service's port and restart
+    count as its worker reported them (0 for other jobs). ``not_before`` is set for a delayed
+    PENDING job, a FAILED job waiting out its backoff and a WAITING gate (its deadline). A
+    transition out of a state that holds a worker slot (RUNNING, or a service's) into one that
+    is neither another such state nor COMPLETED/FAILED/DEAD (a cancel, a stop, a hand-back)
+    tells the master which process to stop.
     """
 
     run_id: str
@@ -87,6 +91,21 @@ class JobTransition:
     not_before: float = 0.0
     exit_code: int | None = None
     reason: str = ""
+    port: int = 0
+    restarts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GateDecided:
+    """Who decided a waiting gate, when, and with what comment (the JobTransition to APPROVED
+    or REJECTED follows it). ``by`` names the person (their connection's identity and role)."""
+
+    run_id: str
+    job_id: str
+    approved: bool
+    by: str
+    comment: str
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +178,10 @@ class JobRestored:
     started_at: float | None = None
     finished_at: float | None = None
     added_by: str = ""
+    port: int = 0
+    restarts: int = 0
+    decided_by: str = ""
+    comment: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,4 +211,4 @@ class JobsRestored:
 
 
 Record = (RunSubmitted | JobsAdded | JobTransition | JobReset | RunsForgotten | Counters
-          | RunRestored | JobsRestored)
+          | RunRestored | JobsRestored | GateDecided)

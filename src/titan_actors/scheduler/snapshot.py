@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import InconsistentRecordError
-from .model import JobState, RunSpec
+from .model import ON_WORKER_STATES, JobState, RunSpec
 from .records import Counters, JobRestored, JobsRestored, Record, RunRestored, RunSubmitted
 from .routing import lane_of
 from .state import Job, JobKey, Run, State, clock_of, run_id_at
@@ -28,7 +28,7 @@ from .state import Job, JobKey, Run, State, clock_of, run_id_at
 __all__ = ["DEFAULT_BUDGET", "Restorer", "take"]
 
 DEFAULT_BUDGET = 4 << 20  # estimated bytes of jobs per record (the AOF takes 16 MiB a record)
-_WAITING_STATES = frozenset({JobState.PENDING, JobState.FAILED})
+_WAITING_STATES = frozenset({JobState.PENDING, JobState.FAILED, JobState.WAITING})
 
 
 # -- taking -------------------------------------------------------------------------------------
@@ -54,13 +54,15 @@ def _job_record(state: State, job: Job) -> JobRestored:
     return JobRestored(
         job.spec, job.seq, job.state, job.attempt, job.floor, job.epoch, job.worker,
         job.not_before, job.exit_code, job.reason, parents, forgotten, job.unmet, job.blocked,
-        job.submitted_at, job.queued_at, job.started_at, job.finished_at, job.added_by)
+        job.submitted_at, job.queued_at, job.started_at, job.finished_at, job.added_by,
+        job.port, job.restarts, job.decided_by, job.comment)
 
 
 def _weight(record: JobRestored) -> int:
     spec = record.spec
     strings = (len(spec.script_name) + sum(map(len, spec.command)) + sum(map(len, spec.args))
                + sum(len(k) + len(v) for k, v in spec.env.items()) + len(spec.message)
+               + len(spec.hitl_message) + sum(map(len, spec.health)) + len(record.comment)
                + len(record.reason) + sum(map(len, spec.parents)))
     return 512 + len(spec.script) + 4 * strings  # 4: the most UTF-8 bytes a character takes
 
@@ -156,6 +158,8 @@ class Restorer:
                 record.state, record.attempt, record.floor, record.epoch, record.worker,
                 record.not_before, record.exit_code, record.reason, record.unmet,
                 record.blocked, record.queued_at, record.started_at, record.finished_at)
+            job.port, job.restarts = record.port, record.restarts
+            job.decided_by, job.comment = record.decided_by, record.comment
             job.parents = tuple((record.parents.get(p, run.run_id), p)
                                 for p in record.spec.parents)
             run.jobs[record.spec.id] = job
@@ -189,7 +193,7 @@ class Restorer:
         if job.state is JobState.QUEUED:
             state.ready.push(job.key, lane_of(job.spec), job.spec.priority,
                              job.queued_at, job.seq)  # type: ignore[arg-type]
-        elif job.state is JobState.RUNNING:
+        elif job.state in ON_WORKER_STATES:
             state.running.setdefault(job.worker, set()).add(job.key)
         elif job.not_before and job.state in _WAITING_STATES:
             heapq.heappush(state._due, (job.not_before, job.seq, job.key))

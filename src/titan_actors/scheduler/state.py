@@ -14,9 +14,24 @@ from collections import Counter
 from collections.abc import Callable
 
 from ..errors import InconsistentRecordError
-from .model import SATISFYING_STATES, TERMINAL_STATES, JobSpec, JobState
+from .model import (
+    ON_WORKER_STATES,
+    SATISFYING_STATES,
+    TERMINAL_STATES,
+    JobKind,
+    JobSpec,
+    JobState,
+)
 from .ready import ReadyQueue
-from .records import JobReset, JobsAdded, JobTransition, Record, RunsForgotten, RunSubmitted
+from .records import (
+    GateDecided,
+    JobReset,
+    JobsAdded,
+    JobTransition,
+    Record,
+    RunsForgotten,
+    RunSubmitted,
+)
 from .routing import lane_of
 
 __all__ = ["RETRYABLE_STATES", "Job", "JobKey", "Run", "State", "clock_of", "run_id_at"]
@@ -25,7 +40,8 @@ JobKey = tuple[str, str]
 RETRYABLE_STATES = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SKIPPED,
                               JobState.FAILED})
 _PENDING, _QUEUED, _RUNNING = JobState.PENDING, JobState.QUEUED, JobState.RUNNING
-_WAITING_STATES = frozenset({_PENDING, JobState.FAILED})  # states that may carry a not_before
+# states that may carry a not_before: a delay, a retry's backoff, a gate's deadline
+_WAITING_STATES = frozenset({_PENDING, JobState.FAILED, JobState.WAITING})
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _RUN_ID_WIDTH = 9  # base-36 milliseconds: fixed width (sortable) until the year 5138
 
@@ -35,7 +51,8 @@ class Job:
 
     __slots__ = ("run_id", "spec", "key", "seq", "state", "attempt", "floor", "epoch", "worker",
                  "not_before", "exit_code", "reason", "parents", "unmet", "blocked",
-                 "submitted_at", "queued_at", "started_at", "finished_at", "added_by")
+                 "submitted_at", "queued_at", "started_at", "finished_at", "added_by",
+                 "port", "restarts", "decided_by", "comment")
 
     def __init__(self, run_id: str, spec: JobSpec, seq: int, at: float,
                  added_by: str = "") -> None:
@@ -59,6 +76,10 @@ class Job:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.added_by = added_by        # the job of this run that added it ("" if none did)
+        self.port = 0                   # a service's port, as its worker reported it
+        self.restarts = 0               # a service's restarts in its current attempt
+        self.decided_by = ""            # a gate's decider ("" until decided)
+        self.comment = ""               # and the comment they gave
 
     @property
     def attempts_left(self) -> int:
@@ -123,7 +144,7 @@ class State:
         self._handlers: dict[type, Callable[[object], None]] = {
             RunSubmitted: self._submitted, JobsAdded: self._jobs_added,
             JobTransition: self._transition, JobReset: self._reset,
-            RunsForgotten: self._forgotten,
+            RunsForgotten: self._forgotten, GateDecided: self._gate_decided,
         }
         from .snapshot import Restorer  # here: snapshot.py builds on this module
         self._handlers.update(Restorer(self).handlers())
@@ -135,6 +156,7 @@ class State:
         return run.jobs.get(key[1]) if run is not None else None
 
     def load(self, worker: str) -> int:
+        """The slots ``worker`` has taken: its dispatched attempts and its services."""
         return len(self.running.get(worker, ()))
 
     def latest_holder(self, job_id: str) -> str | None:
@@ -254,19 +276,21 @@ class State:
                 f"job {record.run_id}/{record.job_id} is {old}, the record expects {record.prior}")
         if old is _QUEUED:
             self.ready.discard(key)
-        elif old is _RUNNING:
+        elif old in ON_WORKER_STATES:
             self._stop_running(job)
         self._count(job, new, record.at)
         job.attempt, job.epoch, job.worker = record.attempt, record.epoch, record.worker
         job.not_before, job.exit_code, job.reason = (record.not_before, record.exit_code,
                                                      record.reason)
+        job.port, job.restarts = record.port, record.restarts
         if record.epoch > self.epoch:
             self.epoch = record.epoch
         if new is _QUEUED:
             job.queued_at = record.at
             self.ready.push(key, lane_of(job.spec), job.spec.priority, record.at, job.seq)
-        elif new is _RUNNING:
-            job.started_at = record.at
+        elif new in ON_WORKER_STATES:
+            if new is _RUNNING:
+                job.started_at = record.at
             self.running.setdefault(record.worker, set()).add(key)
         if record.not_before and new in _WAITING_STATES:
             heapq.heappush(self._due, (record.not_before, job.seq, key))
@@ -274,6 +298,14 @@ class State:
         satisfied = new in SATISFYING_STATES
         if satisfied != (old in SATISFYING_STATES):
             self._satisfy_children(key, -1 if satisfied else 1)
+
+    def _gate_decided(self, record: GateDecided) -> None:
+        job = self._job(record.run_id, record.job_id)
+        if job.spec.kind is not JobKind.GATE or job.state is not JobState.WAITING:
+            raise InconsistentRecordError(
+                f"job {record.run_id}/{record.job_id} is a {job.spec.kind} in state "
+                f"{job.state}: only a waiting gate is decided")
+        job.decided_by, job.comment = record.by, record.comment
 
     def _satisfy_children(self, key: JobKey, step: int) -> None:
         runs = self.runs
@@ -339,5 +371,5 @@ class State:
             if not holders:
                 del self.holders[job.spec.id]
         self.ready.discard(job.key)
-        if job.state is JobState.RUNNING:
+        if job.state in ON_WORKER_STATES:
             self._stop_running(job)

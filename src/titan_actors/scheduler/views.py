@@ -85,6 +85,12 @@ class JobView:
     reason: str
     waiting: str
     added_by: str = ""
+    port: int = 0              # a service's port
+    restarts: int = 0          # a service's restarts in its current attempt
+    message: str = ""          # a gate's question
+    deadline: float | None = None  # a waiting gate's deadline
+    decided_by: str = ""       # a decided gate: who, and their comment
+    comment: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +113,17 @@ class RunView:
 
 
 def run_state(run: Run) -> RunState:
-    """A run's state, derived from its jobs' states."""
+    """A run's state, derived from its jobs' states: SERVING when only ready services are
+    not finished (a wait is over, and the run is not finished: it is never pruned)."""
     present = {state for state, count in run.counts.items() if count}
-    if present - TERMINAL_STATES:
+    unfinished = present - TERMINAL_STATES
+    if unfinished == {JobState.READY}:
+        return RunState.SERVING
+    if unfinished:
         return RunState.ACTIVE
     if present & _FAILING_STATES:
         return RunState.FAILED
-    if JobState.CANCELLED in present or JobState.STOPPED in present:
+    if JobState.CANCELLED in present:
         return RunState.CANCELLED
     return RunState.COMPLETED
 
@@ -128,7 +138,10 @@ def job_view(job: Job, run: Run, waiting: str) -> JobView:
         priority=spec.priority, requirement=spec.requirement, pinned=spec.worker,
         submitted_at=job.submitted_at, queued_at=job.queued_at, started_at=job.started_at,
         finished_at=job.finished_at, not_before=job.not_before or None,
-        exit_code=job.exit_code, reason=job.reason, waiting=waiting, added_by=job.added_by)
+        exit_code=job.exit_code, reason=job.reason, waiting=waiting, added_by=job.added_by,
+        port=job.port, restarts=job.restarts, message=spec.message or spec.hitl_message,
+        deadline=job.not_before or None if job.state is JobState.WAITING else None,
+        decided_by=job.decided_by, comment=job.comment)
 
 
 def run_view(run: Run) -> RunView:
@@ -136,7 +149,7 @@ def run_view(run: Run) -> RunView:
     return RunView(
         run_id=run.run_id, name=run.name, agent_run_id=run.agent_run_id, source=run.source,
         from_run=run.from_run, state=state, submitted_at=run.submitted_at,
-        finished_at=None if state is RunState.ACTIVE else run.changed_at,
+        finished_at=None if state in (RunState.ACTIVE, RunState.SERVING) else run.changed_at,
         jobs=tuple(run.jobs), counts={s: n for s, n in sorted(run.counts.items()) if n},
         from_job=run.from_job)
 

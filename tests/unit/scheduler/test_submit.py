@@ -90,10 +90,16 @@ def test_a_cycle_is_refused_naming_one_cycle_path(sched, jobs, cycle):
     assert problem.startswith(cycle + " (")
 
 
-@pytest.mark.parametrize("kind, word", [(JobKind.GATE, "gates"), (JobKind.SERVICE, "services")])
-def test_gates_and_services_are_not_supported_yet(sched, kind, word):
-    error = refused(sched, job("g", kind=kind))
-    assert f"ERROR: {word} are not supported yet" in str(error)
+@pytest.mark.parametrize("spec, problem", [
+    (job("g", kind=JobKind.GATE), "a gate runs no process; remove its script or command"),
+    (JobSpec("g", kind=JobKind.GATE, max_wait_seconds=0), "max_wait_seconds must be"),
+    (job("s", kind=JobKind.SERVICE, port=70000), "port must be 0 (any free port) to 65535"),
+    (job("s", kind=JobKind.SERVICE, max_restarts=-2), "max_restarts must be"),
+    (job("r", port=8080), "port is for services"),
+    (job("r", health=("curl",)), "health is for services"),
+])
+def test_gate_and_service_fields_are_checked(sched, spec, problem):
+    assert problem in str(refused(sched, spec))
 
 
 def test_remote_reraise_builds_the_error_from_its_message():

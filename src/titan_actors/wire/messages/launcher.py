@@ -19,8 +19,11 @@ class LaunchSpawn(Message):
 
     ``fds``: 2 when the frame carries stdout and stderr write ends (in that order), 0 for
     /dev/null. ``rlimits``: ``resource.RLIMIT_*`` -> limit (soft = hard). ``new_session``: the
-    child calls setsid, so its whole tree can be signalled as one group. ``kill_group_on_exit``:
-    when the leader exits, SIGKILL whatever is left of its group.
+    child calls setsid, so its whole tree can be signalled as one group. ``marker``: set as
+    ``TITAN_ATTEMPT_MARKER`` in the environment (inherited by every descendant) when not empty.
+    ``kill_group_on_exit``: when the leader exits, terminate what it left running (its group and
+    session, and every process carrying its marker): SIGTERM at once, SIGKILL ``cleanup_grace``
+    seconds later.
     """
 
     key: str
@@ -31,6 +34,8 @@ class LaunchSpawn(Message):
     fds: int
     new_session: bool = True
     kill_group_on_exit: bool = True
+    marker: str = ""
+    cleanup_grace: float = 2.0
 
 
 @message(281)
@@ -77,8 +82,24 @@ class SpawnFailed(Message):
 @message(286)
 class ProcessExited(Message):
     """The leader of ``key`` was reaped: ``code`` is its exit status, or -N when signal N killed
-    it (as ``os.waitstatus_to_exitcode``)."""
+    it (as ``os.waitstatus_to_exitcode``). ``left_running``: how many processes the job left
+    running were sent SIGTERM (``left_names``: ``"PID (name)"`` of the first ten). ``cleaning``:
+    some process of the job was still there; :class:`CleanupDone` follows after the SIGKILL
+    round."""
 
     key: str
     pid: int
     code: int
+    left_running: int = 0
+    left_names: tuple[str, ...] = ()
+    cleaning: bool = False
+
+
+@message(287)
+class CleanupDone(Message):
+    """What the process of ``key`` (launched with ``marker``) left running is gone: the SIGKILL
+    round after the grace is over. ``killed``: how many were still there and got SIGKILL."""
+
+    key: str
+    marker: str
+    killed: int = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from ...scheduler.model import JobSpec, JobState, RunSpec, RunState
+from ...scheduler.model import JobKind, JobSpec, JobState, RunSpec, RunState
 from ..registry import Message, message
 from ..roles import Capability
 
@@ -39,6 +39,13 @@ class JobInfo:
     started_at: float
     finished_at: float
     added_by: str = ""
+    kind: JobKind = JobKind.RUN
+    port: int = 0              # a service's port (0 until its worker reports one)
+    restarts: int = 0          # a service's restarts in its current attempt
+    message: str = ""          # a gate's question
+    deadline: float = 0.0      # a waiting gate's deadline (epoch seconds)
+    decided_by: str = ""       # a decided gate: who decided, and their comment
+    comment: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +97,9 @@ class WorkerInfo:
     seen_ago: float
     ephemeral: bool
     draining: bool
+    burst_of: str = ""         # a burst worker: the worker that started it
+    idle_for: float = 0.0      # seconds without a job, as the scaler saw it (0: busy)
+    scaling: str = ""          # the scaler's latest decision about this worker
 
 
 class EventKind(enum.IntEnum):

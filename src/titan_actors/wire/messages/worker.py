@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...scheduler.model import JobSpec
+from ...scheduler.model import JobSpec, JobState
 from ..registry import Lane, Message, message
 from ..roles import Capability
 
@@ -56,6 +56,7 @@ class RegisterWorker(Message):
     running: tuple[AttemptRef, ...]
     finished: tuple[AttemptResult, ...]
     ephemeral: bool = False
+    burst_of: str = ""  # a burst worker names the worker that started it
 
 
 @message(201)
@@ -119,7 +120,22 @@ class Dispatch(Message):
 
 @message(211, requires=_D)
 class KillAttempt(Message):
-    """Kill this attempt's whole process tree (cancel or timeout)."""
+    """Kill this attempt's whole process tree (cancel, timeout, or a service's stop: it is
+    then not restarted)."""
 
     ref: AttemptRef
     reason: str
+
+
+@message(220, requires=_W)
+class ServiceState(Message):
+    """A service's worker reports where it is: STARTING (its process started), READY (its
+    port accepts connections, or its health command succeeded), RESTARTING (it exited and
+    starts again after ``reason``'s backoff); with its port and how often it restarted in this
+    attempt. Its end (stopped, or out of restarts) is a JobFinished like any attempt's."""
+
+    ref: AttemptRef
+    state: JobState
+    port: int
+    restarts: int
+    reason: str = ""
