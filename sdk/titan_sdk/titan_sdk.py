@@ -124,7 +124,9 @@ class TitanJob:
         return JobSpec(id=self.id, kind=kind, script_name=script_name, script=self._script,
                        args=args, parents=tuple(self.parents), priority=self.priority,
                        delay=self.delay / 1000.0, requirement=self.requirement,
-                       affinity=bool(self.affinity), port=self.port, archive=archive,
+                       affinity=bool(self.affinity), archive=archive,
+                       # the original ignored a port on a run job: only a service has one
+                       port=self.port if kind is JobKind.SERVICE else 0,
                        hitl_message=self.hitl_message or "", max_wait_seconds=max_wait)
 
 

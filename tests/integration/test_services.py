@@ -257,3 +257,23 @@ def test_a_service_stopped_during_its_backoff_ends_at_once(make_cluster):
     worker_idle(cluster)  # well before the 30 s backoff
     assert cluster.client.job(ref).job.state is JobState.STOPPED
     assert run_file(cluster, accepted.run_id, "starts-api") == "1"
+
+
+def test_a_nonsense_service_report_is_refused_and_the_master_goes_on(cluster):
+    """A worker reporting a plain job as a ready service (a bug, another version): logged and
+    ignored, never a crash of the master."""
+    from titan_actors.wire.messages import worker as w
+    cluster.add_worker("w1")
+    go = cluster.root / "go-nonsense"
+    accepted = cluster.client.submit(run_spec(
+        "nonsense", job("a", f"while [ ! -e {go} ]; do sleep 0.02; done")))
+    cluster.client.wait_job(f"{accepted.run_id}/a", JobState.RUNNING)
+    worker = cluster.workers["w1"].ref._cell.instance
+    [ref] = list(worker.attempts)
+    worker.master.tell(w.ServiceState(ref, JobState.READY, 1234, 0, ""), timeout=1)
+    worker.master.tell(w.Heartbeat(tuple(worker.attempts)), timeout=1)  # after it, in order
+
+    assert cluster.client.workers()[0].name == "w1"  # the master answers: it is alive
+    assert cluster.master.ref.is_alive
+    go.touch()
+    assert cluster.client.wait_run(accepted.run_id)["a"].state is JobState.COMPLETED

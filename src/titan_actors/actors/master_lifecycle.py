@@ -12,7 +12,7 @@ import re
 
 from ..errors import PermissionDeniedError, StaleReportError, UsageError
 from ..master import views
-from ..scheduler.model import TERMINAL_STATES, JobKind
+from ..scheduler.model import TERMINAL_STATES, JobKind, JobState
 from ..wire.messages import lifecycle as lc
 from ..wire.messages import store as st
 from ..wire.messages import worker as w
@@ -91,8 +91,13 @@ class LifecycleRequests:
                 "admin may: a person, not a job)")
         try:
             run_id, job_id = self.scheduler.resolve(gate_id)
+            gate = self.scheduler.job(run_id, job_id)
         except UsageError:
             return None  # no such gate: an ordinary write
+        if gate.kind is not JobKind.GATE or gate.state is not JobState.WAITING:
+            # not waiting (yet, or any more): stored as any value; it decides nothing (a value
+            # left from an earlier run of the same pipeline must not approve the next one)
+            return None
         decided = self._decide(run_id, job_id, approve, decider(sender), "by the store key")
         reply = Future("gate decided through the store")
 
@@ -127,11 +132,16 @@ class LifecycleRequests:
         """The job's spec with ``TITAN_SERVICE_<ID>=host:port`` for each parent that is a
         service with a port (``127.0.0.1`` when it runs on the job's own host)."""
         found = {}
-        for parent in spec.parents:
-            parent_run, parent_id = parent.split("/", 1) if "/" in parent else (run_id, parent)
+        queue = [(run_id, parent, 0) for parent in spec.parents]
+        while queue:
+            base, parent, depth = queue.pop()
+            parent_run, parent_id = parent.split("/", 1) if "/" in parent else (base, parent)
             try:
                 view = self.scheduler.job(parent_run, parent_id)
             except UsageError:
+                continue
+            if view.kind is JobKind.GATE and depth < 3:  # a gate guards what is behind it
+                queue.extend((parent_run, p, depth + 1) for p in view.parents)
                 continue
             if view.kind is not JobKind.SERVICE or not view.port:
                 continue
@@ -156,6 +166,9 @@ class LifecycleRequests:
                 port=msg.port, restarts=msg.restarts, reason=msg.reason)
         except StaleReportError as error:
             log.info("refused a stale service report: %s", error)
+            return
+        except UsageError as error:  # a report that makes no sense: the worker's bug, not ours
+            log.warning("refused a service report from %s: %s", entry.name, error)
             return
         if records:
             self._advance(records)

@@ -394,5 +394,5 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
             self._fail_to_start(attempt, reason, exit_code=-9)
             return
         attempt.reason = reason
-        self.launcher.kill(_key(attempt.ref), self.options.kill_grace)
+        self._kill_process(attempt.ref)
 

@@ -123,6 +123,18 @@ class BurstSpawner:
             except (OSError, psutil.Error) as error:
                 log.debug("burst worker %s: %s", name, error)
 
+    def _check_burst_parent(self) -> None:
+        """A burst worker whose parent worker died (its parent pid changed: it was re-parented)
+        drains and exits: nobody else would stop it (``titanctl down`` finds bursts through
+        their parents)."""
+        if not self.options.burst_of or self.draining:
+            return
+        parent = self.__dict__.setdefault("_burst_parent", os.getppid())
+        if os.getppid() != parent:
+            log.warning("the parent worker %s of this burst worker is gone: draining, then "
+                        "exiting", self.options.burst_of)
+            self._drain(Drain())
+
     @handles(sc.Retire)
     def _retire(self, msg: sc.Retire) -> None:
         log.info("retired by the scaler (%s): draining, then exiting", msg.reason)

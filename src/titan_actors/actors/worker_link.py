@@ -131,8 +131,10 @@ class MasterLink:
 
     @handles(_Beat)
     def _beat(self, msg: _Beat) -> None:
+        self._check_burst_parent()
         if self.master is not None:
             self._tell_master(w.Heartbeat(tuple(self.attempts), self.draining))
+            self._resend_service_states()  # a report dropped on a full link is repaired here
 
     def _tell_master(self, message: Any) -> None:
         try:

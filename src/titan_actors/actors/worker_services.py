@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import TitanError
 from ..execution.command import Command, TitanEnv, build_command
 from ..execution.services import (
     RestartTracker,
@@ -200,7 +201,7 @@ class WorkerServices:
             return
         service.kill_note = f"not ready within {seconds(service.spec.timeout)} s"
         log.warning("service %s: %s; killing it", _key(msg.ref), service.kill_note)
-        self.launcher.kill(_key(msg.ref), self.options.kill_grace)
+        self._kill_process(msg.ref)
 
     # -- exits and restarts ---------------------------------------------------------------------
 
@@ -215,6 +216,8 @@ class WorkerServices:
         service.output_bytes += attempt.output_bytes
         attempt.output_bytes = service.output_bytes
         last = service.kill_note or describe_exit(attempt.exit_code)
+        if self.draining and not service.stopped:
+            attempt.handed_back = True  # a draining worker hands it back instead of restarting
         ending = service.stopped or attempt.reason or attempt.handed_back or self._stopping
         decision = None if ending else service.tracker.exited(
             self.clock.monotonic() - service.started_at)
@@ -254,12 +257,20 @@ class WorkerServices:
         self._cancel_service_timers(service)
         attempt.reason = attempt.reason or reason
         if attempt.exit_code is None and attempt.pid:
-            self.launcher.kill(_key(attempt.ref), self.options.kill_grace)
+            self._kill_process(attempt.ref)
         elif attempt.exit_code is None:  # waiting out its backoff: no process, it ends now
             attempt.exit_code, attempt.output_done = -9, True
             self._finalize(attempt)
         # else it exited and its output is still being read: _finalize ends it then
         return True
+
+    def _kill_process(self, ref: w.AttemptRef) -> None:
+        """Kill an attempt's process tree; a broken launcher took it down already."""
+        try:
+            self.launcher.kill(_key(ref), self.options.kill_grace)
+        except TitanError as error:
+            log.warning("could not kill %s: %s (the launcher is gone, and its processes "
+                        "with it)", _key(ref), error)
 
     # -- reports --------------------------------------------------------------------------------
 
@@ -271,7 +282,8 @@ class WorkerServices:
             self._tell_master(self._service_state(service))
 
     def _resend_service_states(self) -> None:
-        """After a registration: the master may have missed reports while it was away."""
+        """After a registration and with each heartbeat: the master may have missed reports
+        while it was away, or one dropped on a full link (it ignores what it knows)."""
         if self.master is None:
             return
         for service in self.services.values():

@@ -181,7 +181,12 @@ def select_orphans(records: Iterable[ChildRecord],
     for record in records:
         holder = by_pid.get(record.pid) if record.pid else None
         leader = holder is not None and _same_start(holder.create_time, record.create_time)
-        groups = record.pid > 0 and record.pgid == record.pid and (holder is None or leader)
+        # A group or session is matched by the leader's pid only while that leader is alive
+        # (same start time). Once it is gone its pid can be reused by a new leader whose own
+        # members outlive it: only the marker tells the job's processes apart then (a record
+        # without one, of the older format, still uses the group).
+        groups = (record.pid > 0 and record.pgid == record.pid
+                  and (leader or (holder is None and not record.marker)))
         for proc in seen:
             if proc.pid in chosen:
                 continue

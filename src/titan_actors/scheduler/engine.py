@@ -115,7 +115,7 @@ class Scheduler(GateDecisions, ServiceReports, Cascades):
         """
         what = f"run '{spec.name}'" + (f" ({spec.source})" if spec.source else "")
         self._check_submitter(what, from_run, from_job)
-        jobs = expand_hitl(spec.jobs)
+        jobs = self._through_gates(expand_hitl(spec.jobs), self._resolver(from_run))
         plan = check_jobs(jobs, resolve=self._resolver(from_run), what=what)
         agent = spec.agent_run_id or (self._state.runs[from_run].agent_run_id if from_run else "")
         spec = replace(spec, jobs=jobs, agent_run_id=agent)
@@ -135,7 +135,7 @@ class Scheduler(GateDecisions, ServiceReports, Cascades):
         run = self._run(run_id)
         what = f"jobs for run {run_id} ('{run.name}')"
         self._check_submitter(what, from_run, from_job)
-        jobs = expand_hitl(jobs)
+        jobs = self._through_gates(expand_hitl(jobs), self._resolver(from_run), run_id)
         plan = check_jobs(jobs, resolve=self._resolver(from_run), existing=run.jobs,
                           what=what)
         out: list[Record] = []
@@ -281,7 +281,10 @@ class Scheduler(GateDecisions, ServiceReports, Cascades):
             return
         self._move(out, job, JobState.DEAD, now, exit_code=exit_code,
                    reason=f"{reason} (no attempts left after {used})")
-        self._cascade(out, [job], JobState.SKIPPED, now, f"upstream {self._ref(job)} is dead")
+        if job.spec.kind is JobKind.SERVICE:  # its users may already run: leave them be
+            self._skip_waiting(out, job, now, f"service {self._ref(job)} is dead")
+        else:
+            self._cascade(out, [job], JobState.SKIPPED, now, f"upstream {self._ref(job)} is dead")
 
     # -- time ---------------------------------------------------------------------------------
 

@@ -47,6 +47,31 @@ def expand_hitl(jobs: Iterable[JobSpec]) -> tuple[JobSpec, ...]:
 class GateDecisions:
     """Decisions on gates and their deadlines (a mixin of the Scheduler)."""
 
+    def _through_gates(self, jobs: tuple[JobSpec, ...], resolve,
+                       own_run: str = "") -> tuple[JobSpec, ...]:
+        """Parents outside ``jobs`` that have a ``hitl_message`` gate: the jobs wait for the
+        gate instead (COMPAT: every job that lists such a job waits for its gate), whether
+        they come later in a new run or are added to the run. ``resolve`` maps a parent id
+        to its run; ``own_run``'s jobs come first (jobs added to a run)."""
+        ids = {job.id for job in jobs}
+        out = []
+        for job in jobs:
+            parents = tuple(self._gate_for(p, resolve, own_run) if p not in ids else p
+                            for p in job.parents)
+            out.append(replace(job, parents=parents) if parents != job.parents else job)
+        return tuple(out)
+
+    def _gate_for(self, parent: str, resolve, own_run: str) -> str:
+        run = self._state.runs.get(own_run)
+        run_id = own_run if run is not None and parent in run.jobs else resolve(parent)
+        holder = self._state.lookup((run_id, parent)) if run_id else None
+        gate_id = GATE_PREFIX + parent
+        if (holder is not None and holder.spec.hitl_message
+                and self._state.lookup((run_id, gate_id)) is not None
+                and (own_run == run_id or resolve(gate_id) == run_id)):
+            return gate_id
+        return parent
+
     def decide_gate(self, run_id: str, job_id: str, approve: bool, by: str, comment: str,
                     now: float) -> list[Record]:
         """Approve or reject a WAITING gate. Raises UnknownRunError / UnknownJobError, and

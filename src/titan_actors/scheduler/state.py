@@ -337,6 +337,7 @@ class State:
         self._count(job, JobState.PENDING, record.at)
         job.floor = job.attempt
         job.not_before, job.exit_code, job.reason = 0.0, None, record.reason
+        job.port = job.restarts = 0
         job.finished_at = None
         job.blocked = ""
 

@@ -64,11 +64,17 @@ def test_the_leader_is_named_only_with_its_own_start_time():
     assert _named([LEADER], [reused]) == []
 
 
-def test_a_reused_leader_pid_turns_off_group_and_session_matching():
-    # group 100 is the leader's only while no other process holds the pid 100
+def test_group_and_session_match_only_while_the_leader_lives():
+    # group 100 is the leader's only while the leader itself is alive with its start time
     member = orphans.Seen(101, 1001.0, 100, 100)
-    assert _named([LEADER], [member]) == [101]
+    leader = orphans.Seen(100, 1000.0, 100, 100)
+    assert _named([LEADER], [leader, member]) == [100, 101]
     assert _named([LEADER], [member, orphans.Seen(100, 3000.0, 100, 100)]) == []
+    # once the leader is gone, its pid may have led another group whose members live on
+    # (`cat f | sort`: cat leads and exits first): only the marker names the job's processes
+    assert _named([LEADER], [member]) == []
+    older_format = orphans.ChildRecord(100, 100, 1000.0, "run/job/1/1")
+    assert _named([older_format], [member]) == [101]
     # ... but the marker still names a process that carries it
     marked = orphans.Seen(102, 1002.0, 102, 102, LEADER.marker)
     assert _named([LEADER], [orphans.Seen(100, 3000.0, 100, 100), marked]) == [102]

@@ -95,3 +95,22 @@ def test_a_waiting_gate_and_its_decision_survive_a_snapshot(sched):
     assert (restored.job(run, "h").decided_by, restored.job(run, "h").comment) == ("carol", "ok")
     restored.decide_gate(run, "g", True, "dave", "", T0 + 2)
     assert restored.job(run, "b").state is JobState.QUEUED
+
+
+def test_jobs_submitted_later_wait_for_the_gate_of_their_parent(sched):
+    sched.worker("w1")
+    run = sched.submit(job("train", hitl_message="Deploy?"))
+    sched.placed()
+    sched.finish(run, "train")
+    assert sched.state(run, "hitl-gate-train") is W
+
+    later = sched.submit(job("deploy", "train"), now=T0 + 1)
+    sched.add(run, job("deploy-too", "train"))
+
+    assert sched.s.job(later, "deploy").parents == (f"{run}/hitl-gate-train",)
+    assert sched.state(later, "deploy") is JobState.PENDING
+    assert sched.s.job(run, "deploy-too").parents == ("hitl-gate-train",)
+    assert sched.placed() == {}
+    sched._keep(sched.s.decide_gate(run, "hitl-gate-train", True, "ops", "", T0 + 2))
+    assert set(sched.placed()) <= {"deploy", "deploy-too"}
+    sched.check_replay()

@@ -109,3 +109,19 @@ def test_cancelling_a_ready_service_names_its_process(sched):
     assert (record.prior, record.state, record.worker) == (R, JobState.CANCELLED, "w1")
     from titan_actors.master.views import kill_of
     assert kill_of(record)[0] == "w1"
+
+
+def test_a_lost_service_out_of_attempts_leaves_its_running_users_alone(sched):
+    sched.worker("w1", slots=3)
+    run = sched.submit(service("api", retries=0), job("client", "api"), job("late", "api"))
+    sched.placed()
+    report(sched, run, "api", R, port=9000)
+    assert set(sched.placed()) == {"client", "late"}
+    sched.finish(run, "late")  # one user done, one still running
+    records = sched.lose(run, "api", now=T0 + 1)
+    assert sched.state(run, "api") is JobState.DEAD
+    assert sched.state(run, "client") is JobState.RUNNING
+    assert all(r.job_id == "api" for r in records)
+    sched.retry(run, "api", now=T0 + 2)
+    assert (sched.s.job(run, "api").port, sched.s.job(run, "api").restarts) == (0, 0)
+    sched.check_replay()
