@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   := $(CURDIR)/.titan
+WEB_PORT ?= 5000
 PYTEST := $(BIN)/python -m pytest --durations=15
 
-.PHONY: run down test test-long lint bench clean install dev
+.PHONY: run down test test-long lint bench clean install dev vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,16 +27,21 @@ dev: $(VENV)/.installed-dev
 # The main job: a local cluster (kept running; `make down` stops it) and the quickstart pipeline.
 run: $(VENV)/.installed-run
 	@mkdir -p $(DATA)
-	@TITAN_DATA_DIR=$(DATA) $(BIN)/titanctl up --port 0 --workers 2 || [ $$? -eq 1 ]
+	@TITAN_DATA_DIR=$(DATA) $(BIN)/titanctl up --port 0 --workers 2 --web-port $(WEB_PORT) \
+		|| [ $$? -eq 1 ]
 	TITAN_DATA_DIR=$(DATA) $(BIN)/titanctl submit pipelines/quickstart/pipeline.yaml --wait
 	@echo "--- output of the job 'hello':"
 	@TITAN_DATA_DIR=$(DATA) $(BIN)/titanctl logs hello
 	@echo
-	@echo "The cluster keeps running (data and logs in $(DATA)). Next:"
+	@echo "The cluster keeps running (data and logs in $(DATA))."
+	@$(BIN)/python -c 'import json, sys; s = json.load(open(sys.argv[1])); \
+		print("Web console: " + s["web"]["url"] if "web" in s else \
+		      "Web console: not running (started with --no-web)")' $(DATA)/cluster.json
+	@echo "Next:"
 	@echo "  export TITAN_DATA_DIR=$(DATA)"
 	@echo "  $(BIN)/titanctl submit pipelines/diamond/pipeline.yaml --wait"
 	@echo "  $(BIN)/titanctl runs; $(BIN)/titanctl workers; $(BIN)/titanctl logs -f JOB"
-	@echo "  make down        # stop the cluster"
+	@echo "  make down        # stop the cluster (WEB_PORT=5001 make run: another console port)"
 
 down: $(VENV)/.installed-run
 	TITAN_DATA_DIR=$(DATA) $(BIN)/titanctl down
@@ -48,6 +54,10 @@ test-long: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src web sdk tests bench
+
+# Re-fetch the web console's pinned front-end libraries from npm (see web/titan_web/static/vendor/VENDORED.md).
+vendor:
+	scripts/vendor_js.sh
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run_all.py

@@ -6,6 +6,7 @@ import configparser
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +39,12 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
                     "--no-build-isolation", "-w", str(wheel_dir), str(ROOT)],
                    check=True, capture_output=True, timeout=300)
     wheel = next(wheel_dir.glob("titan_actors-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    # the console's package data: templates, its own CSS and JS, the vendored libraries
+    for data in ("titan_web/templates/base.html", "titan_web/templates/_status.html",
+                 "titan_web/static/css/console.css", "titan_web/static/js/console.js"):
+        assert data in names, f"{data} is not in the wheel"
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
                    timeout=120)
@@ -54,7 +61,7 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "key" in result.stdout and "aof" in result.stdout
     where = subprocess.run(
-        [str(python), "-c", "import titan_actors, titan_web, titan_sdk, "
+        [str(python), "-c", "import titan_actors, titan_web, titan_web.app, titan_sdk, "
          "titan_actors.wire.messages, titan_actors.cli.app; print(titan_actors.__file__)"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert where.returncode == 0, where.stderr

@@ -150,8 +150,10 @@ def tree(pid: int) -> list[psutil.Process]:
 class LocalCluster:
     """``titanctl up`` over ``root`` (see the module docstring)."""
 
-    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, env: dict[str, str] | None = None, *,
+                 web: bool = False) -> None:
         self.root = root
+        self.web = web  # start the web console too (on a free port)
         root.mkdir(parents=True, exist_ok=True)
         self.env = {**FAST, **(env or {})}
         self.ledger = Ledger(root / "ledger")
@@ -164,9 +166,11 @@ class LocalCluster:
     # -- up and down --------------------------------------------------------------------------
 
     def up(self, workers: int = 2, slots: int = 2, *more: str) -> subprocess.CompletedProcess:
-        """``titanctl up`` with ``more`` arguments (``--separate-store``, ...)."""
+        """``titanctl up`` with ``more`` arguments (``--separate-store``, ...); the web console
+        only when this cluster was made with ``web=True``."""
+        console = ("--web-port", "0") if self.web else ("--no-web",)
         result = titanctl("up", "--data-dir", str(self.root), "--port", "0", "--workers",
-                          str(workers), "--slots", str(slots), *more, env=self.env)
+                          str(workers), "--slots", str(slots), *console, *more, env=self.env)
         assert result.returncode == 0, result.stdout + result.stderr
         self.state = json.loads((self.root / "cluster.json").read_text())
         self.remember()
@@ -181,6 +185,11 @@ class LocalCluster:
     def port(self) -> int:
         return int(self.state["master"]["port"])
 
+    @property
+    def web_url(self) -> str:
+        """The console's URL, ``http://127.0.0.1:PORT/`` (a cluster made with ``web=True``)."""
+        return self.state["web"]["url"]
+
     def worker_pid(self, name: str) -> int:
         return next(w["pid"] for w in self.state["workers"] if w["name"] == name)
 
@@ -189,7 +198,7 @@ class LocalCluster:
         pids = [p.pid for p in self.started]
         if self.state:
             pids += [self.state["master"]["pid"], *(w["pid"] for w in self.state["workers"])]
-            pids += [self.state["store"]["pid"]] if "store" in self.state else []
+            pids += [self.state[name]["pid"] for name in ("store", "web") if name in self.state]
         for pid in pids:
             for process in tree(pid):
                 self._seen.setdefault(process.pid, process)
@@ -353,10 +362,11 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
-def module_cluster(root: Path, workers: int, slots: int) -> Iterator[LocalCluster]:
-    """Body of a module-scoped fixture: a cluster up for the whole module, then brought down
-    and checked for leftovers."""
-    made = LocalCluster(root)
+def module_cluster(root: Path, workers: int, slots: int, *,
+                   web: bool = False) -> Iterator[LocalCluster]:
+    """Body of a module-scoped fixture: a cluster up for the whole module (``web``: with the
+    web console), then brought down and checked for leftovers."""
+    made = LocalCluster(root, web=web)
     try:
         made.up(workers=workers, slots=slots)
         yield made

@@ -42,6 +42,8 @@ app.command("ping")(ping_cmd.ping)
 app.command("master")(server_cmd.master)
 app.command("store")(server_cmd.store)
 app.command("worker")(server_cmd.worker)
+app.command("web")(server_cmd.web)
+app.command("passwd")(server_cmd.passwd)
 app.command("up")(cluster_cmd.up)
 
 

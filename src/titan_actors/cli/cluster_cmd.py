@@ -1,10 +1,12 @@
 """``titanctl up`` and ``titanctl down``: a local cluster of background processes.
 
 ``up`` records what it started in ``<data-dir>/cluster.json``: the master's address, and for the
-master, each worker and (with ``--separate-store``) the store process its pid and its start time
-(psutil's ``create_time``). ``down`` signals a recorded pid only while the process with that pid
-is the one ``up`` started (same start time), so a pid the kernel gave again to an unrelated
-process is never touched.
+master, each worker, the web console (its URL too; ``--no-web`` starts none) and (with
+``--separate-store``) the store process its pid and its start time (psutil's ``create_time``).
+``down`` stops them, and the workers launched from the console (``<data-dir>/web/
+launched.json``); it signals a recorded pid only while the process with that pid is the one
+that was started (same start time), so a pid the kernel gave again to an unrelated process is
+never touched.
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ def _refuse_if_running(state_file: Path, root: Path) -> None:
         raise typer.Exit(1)
 
 
-@settings_options("data_dir", "port", "store_port", "key_file", "log_level")
+@settings_options("data_dir", "port", "store_port", "web_port", "key_file", "log_level")
 def up(config: Config,
        workers: int = typer.Option(2, "--workers", min=0, help="Workers to start."),
        slots: int = typer.Option(None, "--slots", min=1, help="Slots per worker (default: "
@@ -154,10 +156,12 @@ def up(config: Config,
        separate_store: bool = typer.Option(False, "--separate-store", help="Run the store as "
                                            "its own process (on --store-port) instead of "
                                            "inside the master."),
+       web: bool = typer.Option(True, "--web/--no-web", help="Start the web console (on "
+                                "--web-port, default 5000; 0 picks a free port)."),
        timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for readiness.")
        ) -> None:
-    """Start a local cluster in the background: a master and workers, and with
-    --separate-store a store process (see `titanctl down`).
+    """Start a local cluster in the background: a master, workers and the web console, and
+    with --separate-store a store process (see `titanctl down`).
 
     Exit status 1 when a cluster is already running from the data directory; 2 when a
     component could not start (what was started is stopped again).
@@ -177,6 +181,8 @@ def up(config: Config,
     try:
         state = _start_all(config, root, logs, env, workers, slots, separate_store, timeout,
                            started)
+        if web:
+            state["web"] = _start_web(config, root, logs, env, state, timeout, started)
     except BaseException:  # a failed or interrupted start leaves nothing running
         _stop_started([process for _, process in started])
         raise
@@ -190,6 +196,9 @@ def up(config: Config,
     for entry in state["workers"]:
         typer.echo(f"{entry['name']} connected (pid {entry['pid']}, log "
                    f"{logs / (entry['name'] + '.log')})")
+    if "web" in state:
+        typer.echo(f"console  {state['web']['url']}   (pid {state['web']['pid']}, log "
+                   f"{logs / 'web.log'})")
     typer.echo(f"\nnext: titanctl submit pipelines/quickstart/pipeline.yaml --wait --master "
                f"{address}\n      titanctl status --master {address}\n      titanctl down "
                f"--data-dir {root}")
@@ -228,6 +237,17 @@ def _start_all(config: Config, root: Path, logs: Path, env: dict, workers: int,
             state["workers"].append({"name": name, **_identity(process.pid, name)})
     _wait_registered(config, address, names, timeout)
     return state
+
+
+def _start_web(config: Config, root: Path, logs: Path, env: dict, state: dict,
+               timeout: float, started: list[tuple[str, subprocess.Popen]]) -> dict:
+    """Start the web console pointed at the master; returns its cluster.json entry."""
+    address = f"{state['master']['host']}:{state['master']['port']}"
+    web = _start(["web", "--master", address, "--web-port", str(config.web_port),
+                  "--ready-file", str(root / "web.ready")], logs / "web.log", env)
+    started.append(("web", web))
+    info = _wait_ready(root / "web.ready", web, "web console", logs / "web.log", timeout)
+    return {**info, **_identity(web.pid, "web console")}
 
 
 def _stop_started(processes: list[subprocess.Popen]) -> None:
@@ -273,7 +293,9 @@ def down(config: Config,
         raise typer.Exit(1)
     state = _read_state(state_file)
     store = [state["store"]] if "store" in state else []
-    for group in (state["workers"], [state["master"]], store):
+    web = [state["web"]] if "web" in state else []
+    launched = _launched_workers(root)
+    for group in (web, state["workers"] + launched, [state["master"]], store):
         procs = []
         for entry in group:
             process = _recorded(entry)
@@ -292,3 +314,9 @@ def down(config: Config,
         _wait_gone(alive, 5)
     state_file.unlink()
     typer.echo(f"stopped the cluster in {root}")
+
+
+def _launched_workers(root: Path) -> list[dict]:
+    """The workers the web console launched ({pid, create_time, name}), if any."""
+    from titan_web.launch import recorded_workers
+    return recorded_workers(root / "web")

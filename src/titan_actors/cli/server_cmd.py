@@ -1,4 +1,5 @@
-"""``titanctl master``, ``store`` and ``worker``: the server processes (they monkey-patch)."""
+"""``titanctl master``, ``store``, ``worker`` and ``web``: the server processes (they
+monkey-patch); ``titanctl passwd``: the web console's password."""
 
 from __future__ import annotations
 
@@ -66,3 +67,62 @@ def worker(config: Config,
     tag_set = tuple(t.strip() for t in tags.split(",") if t.strip()) if tags else None
     raise typer.Exit(run_worker(config, address, name or socket.gethostname(), tag_set, slots,
                                 ephemeral or bool(burst_of), ready_file, burst_of))
+
+
+@settings_options("data_dir", "host", "web_port", "port", "key_file", "log_level",
+                  "ask_timeout")
+def web(config: Config,
+        master: str = typer.Option(None, "--master", help="HOST:PORT of the master (default: "
+                                   "the cluster `titanctl up` started from the data dir, else "
+                                   "127.0.0.1 and --port)."),
+        ready_file: Path = typer.Option(None, "--ready-file", help="Write {pid, host, port, "
+                                        "url} as JSON here once listening.")) -> None:
+    """Run the web console in the foreground until SIGTERM or Ctrl-C (--host is the address it
+    listens on: loopback unless a cluster key is configured, and then every page needs a
+    sign-in: the password from `titanctl passwd`, or the admin key)."""
+    from ..runtime.web_main import run_web
+    raise typer.Exit(run_web(config, _master_of(config, master), ready_file))
+
+
+def _master_of(config: Config, master: str | None) -> tuple[str, int]:
+    import json
+
+    from ..client import parse_address
+    from ..config import Source
+
+    if master:
+        return parse_address(master)
+    cluster = Path(config.data_dir) / "cluster.json"
+    if config.source("port") is Source.DEFAULT and cluster.exists():
+        try:
+            state = json.loads(cluster.read_text())
+            return state["master"]["host"], int(state["master"]["port"])
+        except (OSError, ValueError, KeyError):
+            pass
+    return "127.0.0.1", config.port
+
+
+@settings_options("data_dir")
+def passwd(config: Config,
+           stdin: bool = typer.Option(False, "--stdin", help="Read the password from the "
+                                      "first line of standard input instead of prompting.")
+           ) -> None:
+    """Set the web console's password (stored as a scrypt hash in <data dir>/web/passwd). The
+    console asks for it when a cluster key is configured; a running console uses the new one
+    at the next sign-in."""
+    import sys
+
+    from titan_web.passwords import check_new_password, write_password
+
+    from ..datadir import component_dir
+    from ..errors import UsageError
+
+    if stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("New console password", hide_input=True)
+        check_new_password(password)
+        if typer.prompt("The same again", hide_input=True) != password:
+            raise UsageError("the two passwords differ; nothing was changed")
+    path = write_password(component_dir(Path(config.data_dir), "web"), password)
+    typer.echo(f"the console's password is set ({path})")
