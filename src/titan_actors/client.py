@@ -29,6 +29,7 @@ from .wire.messages.master import (
     GetJob,
     GetLogs,
     GetRun,
+    GetRunSpec,
     JobDetail,
     JobInfo,
     ListAgentRuns,
@@ -39,6 +40,7 @@ from .wire.messages.master import (
     Retry,
     RunAccepted,
     RunDetail,
+    RunSpecReply,
     RunSummary,
     SubmitRun,
     WaitEvents,
@@ -126,6 +128,15 @@ class MasterClient:
 
     def run(self, run_ref: str = "latest") -> RunDetail:
         return self._conn.ask(GetRun(run_ref))
+
+    def run_spec(self, run_ref: str = "latest") -> RunSpecReply:
+        """The spec to submit a run again (``.spec``; ``.run_id``: the run it is from), as
+        ``GetRunSpec`` describes. Raises UnknownRunError."""
+        return self._conn.ask(GetRunSpec(run_ref))
+
+    def rerun(self, run_ref: str = "latest") -> RunAccepted:
+        """Submit a run's spec again as a new run (see :meth:`run_spec`)."""
+        return self.submit(self.run_spec(run_ref).spec)
 
     def runs(self, limit: int = 50, agent_run_id: str = "") -> tuple[RunSummary, ...]:
         """The newest ``limit`` runs, newest first (with ``agent_run_id``: only its runs)."""

@@ -79,6 +79,27 @@ def test_a_failed_run_exits_1_and_retry_runs_the_job_again(cluster, tmp_path):
     assert dead_again.returncode == 2 and "Traceback" not in dead_again.stderr
 
 
+def test_rerun_submits_a_runs_pipeline_again_as_a_new_run(cluster, tmp_path):
+    ledger = cluster.new_ledger("rerun")
+    pipeline = write_pipeline(tmp_path / "again.yaml", "again", [
+        _job("one", ledger.command()), _job("two", ledger.command(), "one")])
+    first = cluster.submit(pipeline)
+    cluster.wait_run(first)
+    result = cluster.ctl("rerun", first, "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert f"accepted: 2 jobs (again), a re-run of {first}; following it" in lines[0]
+    assert lines[-1].endswith("completed: 2 completed")
+    newest = cluster.json("runs")[0]
+    assert newest["name"] == "again" and newest["run_id"] != first
+    assert [attempt for attempt, _ in ledger.starts("two")] == [1, 1]  # once in each run
+    latest = cluster.json("rerun")  # the latest run, the re-run itself
+    assert latest["name"] == "again" and latest["job_ids"] == ["one", "two"]
+    cluster.wait_run(latest["run_id"])
+    missing = cluster.ctl("rerun", "no-such-run")
+    assert missing.returncode == 2 and "no-such-run" in missing.stderr, missing.stderr
+
+
 def test_logs_print_job_output_verbatim_and_follow_it(cluster, tmp_path):
     ledger = cluster.new_ledger("logs")
     go = tmp_path / "go"

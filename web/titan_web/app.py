@@ -112,8 +112,18 @@ def create_app(options: ConsoleOptions, master_client_factory: Callable[[], Any]
                                   options.data_root or options.web_dir.parent)
     app.extensions["titan_console"] = Console(options, master_client_factory, hub, launcher)
     init_auth(app, options)
-    from . import views_approvals, views_events, views_ops, views_runs, views_workers
-    for module in (views_ops, views_events, views_runs, views_workers, views_approvals):
+    from . import (
+        views_agents,
+        views_approvals,
+        views_constructor,
+        views_events,
+        views_files,
+        views_ops,
+        views_runs,
+        views_workers,
+    )
+    for module in (views_ops, views_events, views_runs, views_workers, views_approvals,
+                   views_agents, views_files, views_constructor):
         app.register_blueprint(module.bp)
     app.context_processor(_globals)
     app.register_error_handler(HTTPException, _http_error)

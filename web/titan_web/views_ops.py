@@ -1,9 +1,8 @@
-"""Operations endpoints (``/livez``, ``/readyz``, ``/metrics``) and the pages that come later
-(Constructor, Agent runs, Files: placeholders, no data)."""
+"""Operations endpoints: ``/livez``, ``/readyz``, ``/metrics``."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, render_template
+from flask import Blueprint, Response
 
 from titan_actors.errors import TitanError
 
@@ -12,16 +11,6 @@ from .metrics import CONTENT_TYPE, exposition
 from .status import read_status, unreachable
 
 bp = Blueprint("ops", __name__)
-
-_LATER = {
-    "constructor": ("Constructor", "Build a pipeline by drawing its jobs and their "
-                    "dependencies, then submit it."),
-    "agents": ("Agent runs", "The runs an agent submitted, grouped by agent run id, with the "
-               "job that submitted each. Until then: titanctl agents."),
-    "files": ("Files", "Uploaded files, project archives, the script library and a run's "
-              "workspace. Until then: titanctl files and titanctl workspace RUN."),
-}
-
 
 @bp.route("/livez")
 def livez():
@@ -58,23 +47,3 @@ def metrics():
     body = exposition(status, instance.hub.counters, instance.hub.live,
                       instance.hub.subscribers, instance.log_streams)
     return Response(body, content_type=CONTENT_TYPE)
-
-
-@bp.route("/constructor")
-def constructor():
-    return _later("constructor")
-
-
-@bp.route("/agents")
-def agents():
-    return _later("agents")
-
-
-@bp.route("/files")
-def files():
-    return _later("files")
-
-
-def _later(page: str):
-    title, what = _LATER[page]
-    return render_template("later.html", title=title, what=what, nav=page)

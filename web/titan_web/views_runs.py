@@ -1,12 +1,15 @@
-"""Pipelines: the runs list, a run's page (jobs table, graph container and its JSON), a job's
-page (attempts, timings, why it waits, its log), and the actions on them (cancel, retry, stop
-a service, retry a run's failed jobs).
+"""Pipelines: the runs list, a run's page (its graph, drawn by ``static/js/graph.js`` from the
+graph JSON, with a side panel per job; the jobs table), a job's page (attempts, timings, why it
+waits, its log), and the actions on them (cancel, retry, stop a service, retry a run's failed
+jobs, re-run the pipeline).
 
 Every action is a form POST (CSRF token and origin checked in ``auth.py``) answered with a
 redirect back and a one-line message (Post/Redirect/Get), so it works without JavaScript.
 """
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 from flask import (
     Blueprint,
@@ -25,6 +28,7 @@ from titan_actors.wire.messages.master import EventKind, JobInfo, RunDetail
 
 from .app import console
 from .auth import local_path
+from .format import run_url, state_class
 
 bp = Blueprint("runs", __name__)
 
@@ -84,24 +88,36 @@ def run_graph(run_id: str):
 
 
 def graph(detail: RunDetail) -> dict:
+    """``nodes``: the run's jobs in submission order; ``external``: their parents in other
+    runs (``RUN/JOB``), drawn faded; ``edges``: parent -> child, from either;
+    ``state_classes``: each job state's colour class (console.css)."""
     ids = {job.job_id for job in detail.jobs}
-    nodes, edges = [], []
+    nodes, edges, external = [], [], {}
     for job in detail.jobs:
+        outside = [p for p in job.parents if p not in ids]
         nodes.append({
             "id": job.job_id, "state": job.state.value, "status": job.status,
             "kind": job.kind.value, "worker": job.worker, "added_by": job.added_by,
             "attempt": job.attempt, "max_attempts": job.max_attempts,
             "reason": job.reason, "waiting": _waiting(job), "requirement": job.requirement,
-            "started_at": job.started_at, "finished_at": job.finished_at,
+            "created_at": job.created_at, "started_at": job.started_at,
+            "finished_at": job.finished_at, "exit_code": job.exit_code,
             "message": job.message, "deadline": job.deadline, "port": job.port,
-            "external_parents": [p for p in job.parents if p not in ids],
+            "restarts": job.restarts, "decided_by": job.decided_by, "comment": job.comment,
+            "external_parents": outside,
         })
         edges.extend({"source": parent, "target": job.job_id}
                      for parent in job.parents if parent in ids)
+        for ref in outside:
+            run_id, _, job_id = ref.rpartition("/")
+            external.setdefault(ref, {"id": ref, "run_id": run_id, "job_id": job_id})
+            edges.append({"source": ref, "target": job.job_id})
     run = detail.run
     return {"run": {"run_id": run.run_id, "name": run.name, "state": run.state.value,
                     "agent_run_id": run.agent_run_id, "counts": run.counts},
-            "nodes": nodes, "edges": edges, "last_seq": detail.last_seq}
+            "nodes": nodes, "external": list(external.values()), "edges": edges,
+            "state_classes": {state.value: state_class(state) for state in JobState},
+            "last_seq": detail.last_seq}
 
 
 def _waiting(job: JobInfo) -> str:
@@ -118,7 +134,7 @@ def _detail(run_id: str) -> RunDetail:
 
 def _run_actions(detail: RunDetail) -> dict:
     active = detail.run.state in (RunState.ACTIVE, RunState.SERVING)
-    return {"cancel": active,
+    return {"cancel": active, "rerun": True,
             "retry_failed": any(job.state in _FAILED_HERE for job in detail.jobs)}
 
 
@@ -142,6 +158,16 @@ def job_panel(run_id: str, job_id: str):
     with console().pool.client() as client:
         detail = client.job(f"{run_id}/{job_id}")
     return render_template("_job_panel.html", **_job_context(detail))
+
+
+@bp.route("/runs/<run_id>/jobs/<job_id>/side")
+def job_side(run_id: str, job_id: str):
+    """The job beside the run's graph: facts, attempts, actions (a waiting gate's decision
+    too) whose answers come back to the run page with this job selected."""
+    with console().pool.client() as client:
+        detail = client.job(f"{run_id}/{job_id}")
+    back = f"{run_url(run_id)}?job={quote(job_id, safe='')}"
+    return render_template("_graph_side.html", back=back, **_job_context(detail))
 
 
 def _job_context(detail) -> dict:
@@ -204,6 +230,20 @@ def _job_actions(job: JobInfo) -> dict:
 @bp.route("/runs/<run_id>/cancel", methods=["POST"])
 def cancel_run(run_id: str):
     return _act(lambda c: c.cancel(run_id), url_for("runs.run", run_id=run_id))
+
+
+@bp.route("/runs/<run_id>/rerun", methods=["POST"])
+def rerun(run_id: str):
+    """Submit the run's spec again (``GetRunSpec``) and go to the new run's page."""
+    try:
+        with console().pool.client() as client:
+            found = client.run_spec(run_id)
+            accepted = client.submit(found.spec)
+    except TitanError as error:
+        flash(str(error), "error")
+        return redirect(url_for("runs.run", run_id=run_id), code=303)
+    flash(f"re-ran {found.run_id} as run {accepted.run_id} ({len(accepted.job_ids)} jobs)", "ok")
+    return redirect(url_for("runs.run", run_id=accepted.run_id), code=303)
 
 
 @bp.route("/runs/<run_id>/retry-failed", methods=["POST"])

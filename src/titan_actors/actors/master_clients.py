@@ -98,6 +98,15 @@ class ClientRequests:
         self._check_run_scope(sender, detail.run.run_id)
         return detail
 
+    @handles(m.GetRunSpec)
+    def _get_run_spec(self, msg: m.GetRunSpec, sender: Sender) -> m.RunSpecReply:
+        run_ref = msg.run_ref
+        if sender.peer.role is Role.JOB and run_ref in ("", "latest"):
+            run_ref = sender.peer.run_id
+        run_id = views.latest_run(self.scheduler, run_ref).run_id
+        self._check_run_scope(sender, run_id)
+        return m.RunSpecReply(run_id, self.scheduler.run_spec(run_id))
+
     @handles(m.ListRuns)
     def _list_runs(self, msg: m.ListRuns, sender: Sender) -> m.RunList:
         runs = self.scheduler.runs()

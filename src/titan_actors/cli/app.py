@@ -54,8 +54,8 @@ def _mcp() -> None:
     from titan_sdk.mcp_server import main as serve
     serve()
 app.command("down")(cluster_cmd.down)
-for _name in ("submit", "validate", "status", "runs", "jobs", "describe", "logs", "cancel",
-              "retry", "workers", "prune"):
+for _name in ("submit", "rerun", "validate", "status", "runs", "jobs", "describe", "logs",
+              "cancel", "retry", "workers", "prune"):
     app.command(_name)(getattr(jobs_cmd, _name))
 app.command("agents")(agents_cmd.agents)
 for _name in ("approve", "reject", "gates"):

@@ -59,22 +59,46 @@ def submit(config: Config,
         spec = dataclasses.replace(spec, agent_run_id=agent_run_id)
     with connect(config, master) as client:
         accepted = submit_pipeline(client, spec)
-        if not wait:
-            print_json(accepted) if json_out else typer.echo(
-                f"run {accepted.run_id} accepted: {len(accepted.job_ids)} jobs ({spec.name})")
-            return
-        if not json_out:
-            typer.echo(f"run {accepted.run_id} accepted: {len(accepted.job_ids)} jobs "
-                       f"({spec.name}); following it")
-        try:
-            summary = client.follow_run(accepted.run_id, timeout,
-                                        on_event=None if json_out else _print_progress,
-                                        after_seq=accepted.last_seq)
-        except AskTimeoutError:
-            typer.echo(f"run {accepted.run_id} did not finish within {timeout:g} s (it goes "
-                       f"on: titanctl status {accepted.run_id})", err=True)
-            raise typer.Exit(EXIT_FAILED) from None
-        detail = client.run(accepted.run_id)
+        _accepted(client, accepted, spec.name, wait, timeout, json_out)
+
+
+@settings_options(*_CLIENT)
+def rerun(config: Config,
+          run: str = typer.Argument("latest", help="The run to submit again (default: the "
+                                    "latest run)."),
+          wait: bool = typer.Option(False, "--wait", help="Follow the new run; exit 0 when "
+                                    "every job completed, 1 otherwise."),
+          timeout: float = typer.Option(3600.0, "--timeout", help="With --wait: give up "
+                                        "after this many seconds (exit 1)."),
+          json_out: bool = JSON_OPTION, master: str = MASTER_OPTION) -> None:
+    """Submit a run's pipeline again as a new run: its jobs as they were submitted (with the
+    same name and agent run id; jobs its jobs added while running are added again by them)."""
+    with connect(config, master) as client:
+        found = client.run_spec(run)
+        accepted = client.submit(found.spec)
+        _accepted(client, accepted, found.spec.name, wait, timeout, json_out,
+                  note=f", a re-run of {found.run_id}")
+
+
+def _accepted(client, accepted, name: str, wait: bool, timeout: float, json_out: bool,
+              note: str = "") -> None:
+    """Say that a run was accepted; with ``wait``, follow it and exit 1 unless it completed."""
+    if not wait:
+        print_json(accepted) if json_out else typer.echo(
+            f"run {accepted.run_id} accepted: {len(accepted.job_ids)} jobs ({name}){note}")
+        return
+    if not json_out:
+        typer.echo(f"run {accepted.run_id} accepted: {len(accepted.job_ids)} jobs "
+                   f"({name}){note}; following it")
+    try:
+        summary = client.follow_run(accepted.run_id, timeout,
+                                    on_event=None if json_out else _print_progress,
+                                    after_seq=accepted.last_seq)
+    except AskTimeoutError:
+        typer.echo(f"run {accepted.run_id} did not finish within {timeout:g} s (it goes "
+                   f"on: titanctl status {accepted.run_id})", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    detail = client.run(accepted.run_id)
     if json_out:
         print_json(detail)
     else:

@@ -28,6 +28,7 @@ from .dag import check_jobs
 from .gates import GateDecisions, expand_hitl
 from .model import ON_WORKER_STATES, JobKind, JobSpec, JobState, RunSpec
 from .records import JobsAdded, JobTransition, Record, RunsForgotten, RunSubmitted
+from .resubmit import submitted_spec
 from .routing import Workers, choose, lane_of
 from .services import ServiceReports
 from .snapshot import DEFAULT_BUDGET, take
@@ -361,6 +362,12 @@ class Scheduler(GateDecisions, ServiceReports, Cascades):
     def job_spec(self, run_id: str, job_id: str) -> JobSpec:
         """The spec a job was submitted with. Raises UnknownRunError or UnknownJobError."""
         return self._job(run_id, job_id).spec
+
+    def run_spec(self, run_id: str) -> RunSpec:
+        """The spec to submit the run again (a re-run): its jobs as submitted, without the
+        gates ``hitl_message`` made and the jobs its jobs added (``resubmit.py``). Raises
+        UnknownRunError."""
+        return submitted_spec(self._run(run_id))
 
     def run(self, run_id: str) -> RunView:
         """The view of one run. Raises UnknownRunError."""

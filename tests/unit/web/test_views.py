@@ -1,6 +1,5 @@
 """The console's pages over a fake master: what each shows, that user text (job ids, messages,
-logs) is escaped everywhere, the graph's JSON, the actions, /metrics, /readyz, and the pages
-that come later."""
+logs) is escaped everywhere, the graph's JSON, the actions, /metrics and /readyz."""
 
 from __future__ import annotations
 
@@ -110,14 +109,6 @@ def test_readyz_needs_the_event_subscription(make_console):
     assert answer.status_code == 503 and b"event stream" in answer.data
     console_of(app).hub.live = True
     assert browser.get("/readyz").data == b"ready\n"
-
-
-@pytest.mark.parametrize("path,title", [("/constructor", b"Constructor"),
-                                        ("/agents", b"Agent runs"), ("/files", b"Files")])
-def test_later_views_are_placeholders_in_the_nav(make_console, path, title):
-    page = make_console()[0].get(path)
-    assert page.status_code == 200 and title in page.data and b"comes later" in page.data
-    assert f'href="{path}" aria-current="page"'.encode() in page.data
 
 
 def test_an_unknown_run_is_a_404_page(make_console):

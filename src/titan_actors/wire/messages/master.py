@@ -295,3 +295,20 @@ class ListAgentRuns(Message):
 @message(120)
 class AgentRunList(Message):
     agent_runs: tuple[AgentRunSummary, ...]
+
+
+@message(126, requires=_Q)
+class GetRunSpec(Message):
+    """The spec to submit a run again (a re-run), by run id (or "latest"): its name, agent run
+    id and jobs as submitted, without the gates ``hitl_message`` made and the jobs its jobs
+    added while running (submitting it makes those again). A job sees only its own run."""
+
+    run_ref: str
+
+
+@message(127)
+class RunSpecReply(Message):
+    """``run_id``: the run the spec is from (what "latest" named)."""
+
+    run_id: str
+    spec: RunSpec
