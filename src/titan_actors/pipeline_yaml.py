@@ -96,16 +96,25 @@ def compose(text: str, source: str) -> Node | None:
         ) from e
     except YAMLError as e:
         raise PipelineError(f"{source}: not valid YAML: {e}") from e
+    except RecursionError:
+        raise PipelineError(f"{source}: not valid YAML for a pipeline: it nests too deeply") \
+            from None
 
 
 def entries(node: MappingNode, problems: Problems, where: str,
-            _merging: frozenset[int] = frozenset()) -> dict[str, Entry]:
+            _merging: frozenset[int] = frozenset(),
+            _done: dict[int, dict[str, Entry]] | None = None) -> dict[str, Entry]:
     """Return the entries of a mapping by key, reporting duplicate and non-text keys.
 
     A merge key (``<<: *defaults``) adds the entries of the mapping(s) it names, unless the
     mapping sets the same key itself (YAML's merge rule). ``where`` prefixes each problem
-    (``"job 'a': "``).
+    (``"job 'a': "``). Each merged mapping is read once per call (a chain of anchors merging
+    the previous one twice would otherwise cost 2**n: a few hundred bytes of YAML could hold
+    the console's loop for hours).
     """
+    _done = {} if _done is None else _done
+    if id(node) in _done:
+        return _done[id(node)]
     _merging = _merging | {id(node)}  # an anchor merged into itself would recurse forever
     found: dict[str, Entry] = {}
     merged: list[Node] = []
@@ -130,8 +139,9 @@ def entries(node: MappingNode, problems: Problems, where: str,
             problems.add(line_of(source),
                          f"{where}'<<' must name another mapping (<<: *defaults), got {got}")
             continue
-        for key, entry in entries(source, problems, where, _merging).items():
+        for key, entry in entries(source, problems, where, _merging, _done).items():
             found.setdefault(key, entry)
+    _done[id(node)] = found
     return found
 
 

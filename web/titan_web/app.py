@@ -125,6 +125,7 @@ def create_app(options: ConsoleOptions, master_client_factory: Callable[[], Any]
     for module in (views_ops, views_events, views_runs, views_workers, views_approvals,
                    views_agents, views_files, views_constructor):
         app.register_blueprint(module.bp)
+    app.before_request(_head_of_a_stream)
     app.context_processor(_globals)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(TitanError, _titan_error)
@@ -139,6 +140,23 @@ def render_status(app: Flask, status: Status) -> list[tuple[str, str]]:
         return [(name, env.get_template(f"_{name}.html").render(status=status,
                                                                  master_address=master))
                 for name in ("status", "banner")]
+
+
+# routes whose answer streams from a resource taken before the body starts (a download slot, an
+# event subscription, a master connection): released when the body ends, which a HEAD never runs
+_STREAMS = frozenset({"/events", "/files/<area>/<name>",
+                      "/runs/<run_id>/files/<worker>/<path:path>",
+                      "/runs/<run_id>/jobs/<job_id>/log/stream",
+                      "/runs/<run_id>/jobs/<job_id>/log.txt"})
+
+
+def _head_of_a_stream():
+    """A HEAD of a stream is answered without taking anything (it would never be given
+    back)."""
+    if request.method == "HEAD" and request.url_rule is not None \
+            and request.url_rule.rule in _STREAMS:
+        return "", 200, {"Content-Type": "application/octet-stream"}
+    return None
 
 
 def _globals() -> dict:

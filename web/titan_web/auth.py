@@ -209,7 +209,13 @@ def _password_ok(password: str) -> bool:
 
 def local_path(target: str) -> str:
     """``target`` when it is a path on this site, else ``/`` (no open redirect)."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    # browsers drop tabs and newlines from URLs ("/\t/evil" becomes "//evil"): refuse any
+    # control character, then anything with a scheme or a host
+    if (not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(ord(c) < 32 or ord(c) == 127 for c in target)):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
         return "/"
     return target
 

@@ -60,6 +60,9 @@ def default_call() -> Callable[..., Any]:
     return lambda fn, *args: run_in_thread(fn, *args)
 
 
+_CLOSED = object()  # put in a stream's queue to wake its reader when it is dropped
+
+
 class Subscription:
     """One browser's stream: a bounded queue of encoded messages. ``run_id``: also receive
     that run's job, log and run events."""
@@ -82,9 +85,19 @@ class Subscription:
         if self.dropped:
             return None
         try:
-            return self._queue.get(timeout=timeout)
+            message = self._queue.get(timeout=timeout)
         except gevent.queue.Empty:
             return None
+        return None if message is _CLOSED else message
+
+    def close(self) -> None:
+        """Drop this stream and wake its reader now (it ends instead of waiting for its next
+        keepalive)."""
+        self.dropped = True
+        try:
+            self._queue.put_nowait(_CLOSED)
+        except gevent.queue.Full:  # the reader has plenty to wake it, and it checks dropped
+            pass
 
     def pending(self) -> int:
         return self._queue.qsize()
@@ -163,8 +176,8 @@ class EventHub:
 
     def subscribe(self, run_id: str = "") -> Subscription | None:
         """A new stream, primed with the latest status fragments; None when too many are open
-        (the caller answers 503)."""
-        if len(self._subscribers) >= self._max_subscribers:
+        (the caller answers 503), or once the hub is stopping."""
+        if len(self._subscribers) >= self._max_subscribers or self._stopping.is_set():
             return None
         subscription = Subscription(run_id, self._queue_size)
         for message in self._current.values():
@@ -180,7 +193,7 @@ class EventHub:
         return len(self._subscribers)
 
     def _drop(self, subscription: Subscription, count: bool = True) -> None:
-        subscription.dropped = True
+        subscription.close()
         self._subscribers.discard(subscription)
         if count:
             self.counters["dropped"] += 1

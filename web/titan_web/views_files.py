@@ -124,9 +124,11 @@ def workspace_file(run_id: str, worker: str, path: str):
 
 # -- streaming ----------------------------------------------------------------------------------
 
-def _stream(chunks_of: Callable[[Any], Iterator[bytes]], name: str) -> Response:
+def _stream(chunks_of: Callable[[Any], Iterator[bytes]], name: str,
+            content_type: str = "application/octet-stream") -> Response:
     """Send ``chunks_of(client)`` over a connection of its own; the first chunk is read before
-    the answer starts, so a refusal (no such file) is a 404 page, not a broken download."""
+    the answer starts, so a refusal (no such file) is a 404 page, not a broken download.
+    Anything but ``text/plain`` is sent as an attachment named ``name``."""
     slots: BoundedSemaphore = current_app.extensions.setdefault(
         "titan_downloads", BoundedSemaphore(MAX_DOWNLOADS))
     if not slots.acquire(blocking=False):
@@ -151,9 +153,10 @@ def _stream(chunks_of: Callable[[Any], Iterator[bytes]], name: str) -> Response:
             chunks.close()
             _release(client, slots)
 
-    return Response(body(), content_type="application/octet-stream",
-                    headers={"Content-Disposition": attachment(name),
-                             "Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store"}
+    if not content_type.startswith("text/plain"):
+        headers["Content-Disposition"] = attachment(name)
+    return Response(body(), content_type=content_type, headers=headers)
 
 
 def _release(client: Any, slots: BoundedSemaphore) -> None:

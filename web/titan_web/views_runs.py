@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 from flask import (
     Blueprint,
-    Response,
     flash,
     jsonify,
     redirect,
@@ -179,22 +178,20 @@ def _job_context(detail) -> dict:
 @bp.route("/runs/<run_id>/jobs/<job_id>/log.txt")
 def job_log(run_id: str, job_id: str):
     """The whole log, as plain text (never HTML: ``nosniff`` is set on every answer)."""
+    from .views_files import _stream
     ref = f"{run_id}/{job_id}"
-    client = console().connect()
 
-    def body():
+    def chunks(client):
         offset = 0
-        try:
-            while True:
-                chunk = client.logs(ref, offset)
-                if not chunk.data:
-                    return
-                yield chunk.data
-                offset = chunk.next_offset
-        finally:
-            client.close()
+        while True:
+            chunk = client.logs(ref, offset)
+            if not chunk.data:
+                return
+            yield chunk.data
+            offset = chunk.next_offset
 
-    return Response(body(), content_type="text/plain; charset=utf-8")
+    # one of the download slots, the first chunk read before answering (an unknown job: 404)
+    return _stream(chunks, f"{job_id}.log", "text/plain; charset=utf-8")
 
 
 def attempts(history) -> list[dict]:

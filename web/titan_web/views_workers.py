@@ -71,6 +71,10 @@ def _suggest(listed) -> str:
 @bp.route("/workers/launch", methods=["POST"])
 def launch():
     form = request.form
+    if not console().options.can_launch:  # the button is disabled; a hand-made POST too
+        flash("this console cannot launch workers (it needs no key, or the cluster key)",
+              "error")
+        return redirect(url_for("workers.workers"), code=303)
     try:
         slots_text = form.get("slots", "").strip()
         try:

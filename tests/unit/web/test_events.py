@@ -145,3 +145,16 @@ def test_while_the_master_is_away_the_status_says_so(hub):
     page = the_hub.subscribe()
     assert until(page, "status").startswith("down: could not connect")
     assert not the_hub.live
+
+
+def test_dropping_a_stream_wakes_its_reader_at_once():
+    import gevent
+
+    from titan_web.events import Subscription
+    subscription = Subscription("", size=4)
+    reader = gevent.spawn(subscription.get, 30.0)
+    gevent.sleep(0)  # let it block on the empty queue
+    subscription.close()
+    reader.join(timeout=2)
+    assert reader.ready(), "the reader still waits for its 30 s timeout"
+    assert reader.value is None and subscription.dropped
