@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from titan_actors.errors import UsageError
-from titan_actors.scheduler.model import ON_WORKER_STATES, JobKind, RunState
+from titan_actors.scheduler.model import ON_WORKER_STATES, TERMINAL_STATES, JobKind, RunState
 from titan_actors.wire.messages.master import JobInfo, WorkerInfo
 
 from .app import console
@@ -15,6 +15,8 @@ from .launch import parse_tags
 bp = Blueprint("workers", __name__)
 
 ACTIVE_RUNS_READ = 50  # active runs read to find what each worker runs
+RECENT_RUNS_READ = 10  # newest runs read for each worker's recent jobs
+RECENT_JOBS = 5        # recent jobs shown per worker
 
 
 def kind(worker: WorkerInfo) -> str:
@@ -43,16 +45,26 @@ def _page() -> dict:
     instance = console()
     with instance.pool.client() as client:
         listed = client.workers()
-        active = [r for r in client.runs(1000)
-                  if r.state in (RunState.ACTIVE, RunState.SERVING)]
+        runs = client.runs(1000)
+        active = [r for r in runs if r.state in (RunState.ACTIVE, RunState.SERVING)]
+        wanted = {r.run_id: r for r in (*active[:ACTIVE_RUNS_READ], *runs[:RECENT_RUNS_READ])}
         on_worker: dict[str, list[JobInfo]] = {}
-        for summary in active[:ACTIVE_RUNS_READ]:
-            for job in client.run(summary.run_id).jobs:
+        finished: dict[str, list[JobInfo]] = {}
+        for run_id in wanted:
+            try:
+                jobs = client.run(run_id).jobs
+            except UsageError:  # pruned since the list was read
+                continue
+            for job in jobs:
                 if job.state in ON_WORKER_STATES and job.worker:
                     on_worker.setdefault(job.worker, []).append(job)
+                elif job.worker and job.state in TERMINAL_STATES and job.finished_at:
+                    finished.setdefault(job.worker, []).append(job)
     rows = [{"info": w, "kind": kind(w), "condition": condition(w),
              "jobs": [j for j in on_worker.get(w.name, ()) if j.kind is not JobKind.SERVICE],
-             "services": [j for j in on_worker.get(w.name, ()) if j.kind is JobKind.SERVICE]}
+             "services": [j for j in on_worker.get(w.name, ()) if j.kind is JobKind.SERVICE],
+             "recent": sorted(finished.get(w.name, ()), key=lambda j: -j.finished_at)
+             [:RECENT_JOBS]}
             for w in sorted(listed, key=lambda w: (not w.connected, w.name))]
     return {"rows": rows, "partial": len(active) > ACTIVE_RUNS_READ,
             "launched": instance.launcher.running(),

@@ -122,3 +122,10 @@ def test_a_launch_with_a_bad_name_is_refused_before_anything_starts(make_console
     assert answer.status_code == 303
     assert b"not valid" in browser.get("/workers").data
     assert not (tmp_path / "launched.json").exists()
+
+
+def test_the_workers_page_shows_each_workers_recent_jobs(make_console):
+    browser, _master, _app = make_console()
+    page = browser.get("/workers").data.decode()
+    recent = page.split("Recent jobs</th>")[1]
+    assert 'href="/runs/r1/jobs/a"' in recent and "completed" in recent
