@@ -18,7 +18,6 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TypeVar
 
 from titan_actors import errors as core
@@ -32,6 +31,7 @@ from titan_actors.wire.messages.master import (
     WorkerInfo,
 )
 
+from ._connect import open_client
 from .errors import RequestRefused, RunFailed, TitanSDKError, WaitTimeout, translated
 from .jobs import Job, Pipeline
 from .native_files import ClientFiles, RunFiles
@@ -122,19 +122,8 @@ class Titan(ClientFiles, ClientLifecycle):
 
     def _connect(self) -> MasterClient:
         if self._client is None:
-            from titan_actors.wire.auth import JobToken
-
-            token_text, key_file = self._token, self._key_file
-            if token_text is None and key_file is None:
-                token_text = os.environ.get("TITAN_TOKEN") or None
-                key_file = None if token_text else (os.environ.get("TITAN_KEY_FILE") or None)
-            token = JobToken.parse(token_text) if token_text else None
-            keys = None
-            if token is None and key_file is not None:
-                from titan_actors.keys import load_keyring
-                keys = load_keyring(Path(key_file))
-            self._client = MasterClient(self.host, self.port, keys=keys, token=token,
-                                        timeout=self.timeout, identity="titan-sdk")
+            self._client = open_client(self.host, self.port, self.timeout, "titan-sdk",
+                                       self._token, self._key_file)
         return self._client
 
     def _call(self, action: Callable[[MasterClient], _T], ref: str = "",

@@ -33,6 +33,8 @@ from titan_actors.errors import (
 from titan_actors.scheduler.model import JobKind, JobSpec, RunSpec
 from titan_actors.wire.messages.files import FileArea
 
+from ._connect import open_client
+
 __all__ = ["TITAN_HOST", "TITAN_PORT", "TitanClient", "TitanJob"]
 
 TITAN_HOST = os.environ.get("TITAN_HOST", DEFAULT_HOST)
@@ -166,20 +168,8 @@ class TitanClient:
 
     def _connect(self) -> MasterClient:
         if self._client is None:
-            from titan_actors.wire.auth import JobToken
-
-            token_text = self._token
-            key_file = self._key_file
-            if token_text is None and key_file is None:
-                token_text = os.environ.get("TITAN_TOKEN") or None
-                key_file = None if token_text else (os.environ.get("TITAN_KEY_FILE") or None)
-            token = JobToken.parse(token_text) if token_text else None
-            keys = None
-            if token is None and key_file is not None:
-                from titan_actors.keys import load_keyring
-                keys = load_keyring(Path(key_file))
-            self._client = MasterClient(self.host, self.port, keys=keys, token=token,
-                                        timeout=self.timeout, identity=self.identity)
+            self._client = open_client(self.host, self.port, self.timeout, self.identity,
+                                       self._token, self._key_file)
         return self._client
 
     def _call(self, action: Callable[[MasterClient], _T], retry: bool = False) -> _T | str:

@@ -21,6 +21,7 @@ from mcp.client.stdio import stdio_client
 
 from support import closed_port
 from support.local_cluster import LocalCluster, module_cluster, point_environment_at, write_pipeline
+from support.mcp_calls import call, one
 from titan_sdk import TitanClient
 from titan_sdk.mcp_server import ALLOW_GATES_ENV, build_server
 
@@ -41,21 +42,6 @@ def env(cluster, monkeypatch):
     return monkeypatch
 
 
-def call(*calls: tuple[str, dict[str, Any]], server: Any = None) -> list[dict[str, Any]]:
-    """Call the tools in order through one in-memory session; their JSON results."""
-    async def session() -> list[dict[str, Any]]:
-        results = []
-        async with Client(server or build_server()) as client:
-            for name, arguments in calls:
-                result = await client.call_tool(name, arguments)
-                assert len(result.content) == 1, result
-                results.append(json.loads(result.content[0].text))
-        return results
-    return anyio.run(session)
-
-
-def one(name: str, **arguments: Any) -> dict[str, Any]:
-    return call((name, arguments))[0]
 
 
 def _finish(cluster: LocalCluster, job_ref: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import anyio
 import pytest
@@ -17,6 +16,7 @@ from mcp import Client
 
 from support import closed_port
 from support.local_cluster import module_cluster, point_environment_at
+from support.mcp_calls import call, one
 from titan_actors.scheduler.model import JobKind, JobSpec, JobState, RunSpec
 from titan_sdk import TitanClient
 from titan_sdk.mcp_server import build_server
@@ -36,21 +36,6 @@ def env(cluster, monkeypatch):
     return monkeypatch
 
 
-def call(*calls: tuple[str, dict[str, Any]], server: Any = None) -> list[dict[str, Any]]:
-    """Call the tools in order through one in-memory session; their JSON results."""
-    async def session() -> list[dict[str, Any]]:
-        results = []
-        async with Client(server or build_server()) as client:
-            for name, arguments in calls:
-                result = await client.call_tool(name, arguments)
-                assert len(result.content) == 1, result
-                results.append(json.loads(result.content[0].text))
-        return results
-    return anyio.run(session)
-
-
-def one(name: str, **arguments: Any) -> dict[str, Any]:
-    return call((name, arguments))[0]
 
 
 def test_the_run_tools_are_listed(env):
