@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
@@ -36,6 +37,7 @@ from flask import (
 )
 
 from titan_actors.config_security import is_loopback_host
+from titan_actors.offload import run_in_thread
 
 from .passwords import read_password_hash, verify_password
 
@@ -70,7 +72,18 @@ def csrf_token() -> str:
 
 
 def signed_in() -> bool:
-    return not _options().auth_required or bool(session.get("user"))
+    """A session that signed in, with a password still the current one (``titanctl passwd``
+    signs out every session that used the old password)."""
+    if not _options().auth_required:
+        return True
+    via = session.get("via", "")
+    return bool(session.get("user")) and (via == "admin" or via == _password_stamp())
+
+
+def _password_stamp() -> str:
+    """A mark of the current password hash (its hash), "" when none is set."""
+    stored = read_password_hash(_options().web_dir)
+    return "pw:" + hashlib.sha256(stored.encode()).hexdigest()[:32] if stored else ""
 
 
 def _options():
@@ -178,10 +191,11 @@ def login():
         address = request.remote_addr or "?"
         if _too_many_failures(address):
             error, status = "Too many failed sign-ins; wait a minute and try again.", 429
-        elif _password_ok(request.form.get("password", "")):
+        elif via := _password_ok(request.form.get("password", "")):
             session.clear()
             session.permanent = True
             session["user"] = "admin"
+            session["via"] = via
             csrf_token()
             return redirect(target)
         else:
@@ -198,13 +212,17 @@ def logout():
     return redirect(url_for("auth.login"))
 
 
-def _password_ok(password: str) -> bool:
+def _password_ok(password: str) -> str:
+    """How ``password`` signs in: "admin" (the admin key), the password's stamp, or ""."""
     if not password:
-        return False
+        return ""
     if _is_admin_secret(password):
-        return True
+        return "admin"
     stored = read_password_hash(_options().web_dir)
-    return stored is not None and verify_password(password, stored)
+    # scrypt takes ~50-100 ms and 32 MiB: in the threadpool, so the console's loop goes on
+    if stored is not None and run_in_thread(verify_password, password, stored):
+        return _password_stamp()
+    return ""
 
 
 def local_path(target: str) -> str:

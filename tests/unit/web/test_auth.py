@@ -128,3 +128,18 @@ def test_every_answer_forbids_framing_sniffing_and_foreign_scripts(make_console)
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert "script-src 'self'" in headers["Content-Security-Policy"]
+
+
+def test_a_new_password_signs_out_the_sessions_of_the_old_one(make_console, tmp_path):
+    browser, _, _ = make_console(auth=True, admin=ADMIN)
+    write_password(tmp_path, "open sesame")
+    assert browser.post("/login", {"password": "open sesame"}).status_code == 302
+    assert browser.get("/approvals").status_code == 200
+
+    write_password(tmp_path, "a brand new one")  # titanctl passwd
+
+    assert browser.get("/approvals").status_code == 302  # back to the sign-in page
+    admin = make_console(auth=True, admin=ADMIN)[0]
+    assert admin.post("/login", {"password": ADMIN.hex()}).status_code == 302
+    write_password(tmp_path, "and another")
+    assert admin.get("/approvals").status_code == 200  # the admin key's session stays
