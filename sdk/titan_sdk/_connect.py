@@ -23,3 +23,35 @@ def open_client(host: str, port: int, timeout: float, identity: str,
         from titan_actors.keys import load_keyring
         keys = load_keyring(Path(key_file))
     return MasterClient(host, port, keys=keys, token=token, timeout=timeout, identity=identity)
+
+
+class OwnedConnection:
+    """One connection to the master, opened on first use, reopened after ``close``; the client
+    is a context manager. Subclasses set ``host``, ``port``, ``timeout``, ``_token``,
+    ``_key_file``, ``_client`` (None) and ``_identity``."""
+
+    host: str
+    port: int
+    timeout: float
+    _token: str | None
+    _key_file: str | None
+    _client: MasterClient | None
+    _identity: str
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (the next call opens a new one)."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            client.close()
+
+    def _connect(self) -> MasterClient:
+        if self._client is None:
+            self._client = open_client(self.host, self.port, self.timeout, self._identity,
+                                       self._token, self._key_file)
+        return self._client

@@ -46,6 +46,21 @@ def _error(message: str) -> str:
     return _json({"status": "error", "message": message})
 
 
+def jobs_from_json(jobs_json: str, build: Callable[[object, int], Any]) -> list[Any]:
+    """``build(entry, index)`` of each entry of the JSON list ``jobs_json``. Raises ValueError
+    saying what is wrong (not JSON, not a non-empty list, or ``build``'s own refusal)."""
+    try:
+        entries = json.loads(jobs_json)
+    except ValueError as error:
+        raise ValueError(f"jobs_json is not valid JSON: {error}") from None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("jobs_json must be a non-empty JSON list of jobs")
+    try:
+        return [build(entry, i) for i, entry in enumerate(entries)]
+    except TypeError as error:
+        raise ValueError(str(error)) from None
+
+
 class NativeMaster:
     """Native clients made by ``factory``: one shared (its calls serialised), and fresh ones
     for long waits."""
@@ -239,14 +254,8 @@ def register_run_tools(add_tool: _Tool, native: NativeMaster,
         depends on them), their end kept when long; "failed" adds "failed_job_ids". On
         "timeout" the run goes on (follow it with get_run_status)."""
         try:
-            entries = json.loads(jobs_json)
+            jobs = jobs_from_json(jobs_json, lambda entry, i: _job(job_from(entry, i), entry))
         except ValueError as error:
-            return _error(f"jobs_json is not valid JSON: {error}")
-        if not isinstance(entries, list) or not entries:
-            return _error("jobs_json must be a non-empty JSON list of jobs")
-        try:
-            jobs = [_job(job_from(entry, i), entry) for i, entry in enumerate(entries)]
-        except (ValueError, TypeError) as error:
             return _error(str(error))
         except UsageError as error:  # args that do not split, a max_wait_seconds not a number
             return _error(f"ERROR: {error}")

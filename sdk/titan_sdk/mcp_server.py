@@ -15,7 +15,6 @@ allowed, a decision is recorded as made by ``titan-mcp (client)``.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import sys
@@ -27,7 +26,7 @@ from typing import Any
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 
-from .mcp_runs import NativeMaster, register_run_tools
+from .mcp_runs import NativeMaster, _error, _json, jobs_from_json, register_run_tools
 from .native import Titan
 from .titan_sdk import TitanClient, TitanJob
 
@@ -41,12 +40,6 @@ _FAILURE_PREFIXES = ("ERROR: ", "CONNECTION_ERROR: ")
 log = logging.getLogger("titan_sdk.mcp")
 
 
-def _json(value: dict[str, Any]) -> str:
-    return json.dumps(value)
-
-
-def _error(message: str) -> str:
-    return _json({"status": "error", "message": message})
 
 
 def _failed(reply: object) -> bool:
@@ -176,14 +169,8 @@ def build_server(client_factory: Callable[[], TitanClient] = _mcp_client,
         generated when none is given. Returns {"status": "submitted", "dag_name", "job_count",
         "agent_run_id", "master_response"}."""
         try:
-            entries = json.loads(jobs_json)
+            jobs = jobs_from_json(jobs_json, _job_from)
         except ValueError as error:
-            return _error(f"jobs_json is not valid JSON: {error}")
-        if not isinstance(entries, list) or not entries:
-            return _error("jobs_json must be a non-empty JSON list of jobs")
-        try:
-            jobs = [_job_from(entry, i) for i, entry in enumerate(entries)]
-        except (ValueError, TypeError) as error:
             return _error(str(error))
         run_id = _agent_run_id(agent_run_id)
         reply = await master.call(lambda c: c.submit_dag(dag_name, jobs, agent_run_id=run_id))

@@ -31,7 +31,7 @@ from titan_actors.wire.messages.master import (
     WorkerInfo,
 )
 
-from ._connect import open_client
+from ._connect import OwnedConnection
 from .errors import RequestRefused, RunFailed, TitanSDKError, WaitTimeout, translated
 from .jobs import Job, Pipeline
 from .native_files import ClientFiles, RunFiles
@@ -72,7 +72,7 @@ class RunResult:
         return [job_id for job_id, state in self.states.items() if state in FAILED_STATES]
 
 
-class Titan(ClientFiles, ClientLifecycle):
+class Titan(OwnedConnection, ClientFiles, ClientLifecycle):
     """A client of the Titan Actors master.
 
     Args:
@@ -87,6 +87,8 @@ class Titan(ClientFiles, ClientLifecycle):
     Gates and services (``approve``, ``reject``, ``gates``, ``services``, ``stop_service``):
     see :class:`~titan_sdk.native_lifecycle.ClientLifecycle`.
     """
+
+    _identity = "titan-sdk"
 
     def __init__(self, host: str | None = None, port: int | None = None,
                  timeout: float = 30.0, key_file: str | os.PathLike[str] | None = None,
@@ -106,25 +108,7 @@ class Titan(ClientFiles, ClientLifecycle):
     def __repr__(self) -> str:
         return f"Titan({self.address!r})"
 
-    def __enter__(self) -> Titan:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the connection (the next call opens a new one)."""
-        if self._client is not None:
-            client, self._client = self._client, None
-            client.close()
-
     # -- calls ----------------------------------------------------------------------------------
-
-    def _connect(self) -> MasterClient:
-        if self._client is None:
-            self._client = open_client(self.host, self.port, self.timeout, "titan-sdk",
-                                       self._token, self._key_file)
-        return self._client
 
     def _call(self, action: Callable[[MasterClient], _T], ref: str = "",
               read: bool = False) -> _T:

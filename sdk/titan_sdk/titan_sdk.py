@@ -33,7 +33,7 @@ from titan_actors.errors import (
 from titan_actors.scheduler.model import JobKind, JobSpec, RunSpec
 from titan_actors.wire.messages.files import FileArea
 
-from ._connect import open_client
+from ._connect import OwnedConnection
 
 __all__ = ["TITAN_HOST", "TITAN_PORT", "TitanClient", "TitanJob"]
 
@@ -132,7 +132,7 @@ class TitanJob:
                        hitl_message=self.hitl_message or "", max_wait_seconds=max_wait)
 
 
-class TitanClient:
+class TitanClient(OwnedConnection):
     """A client of the master, with the original SDK's methods and return values.
 
     Host and port default to ``TITAN_HOST`` / ``TITAN_PORT`` (127.0.0.1:9090); credentials to
@@ -153,24 +153,11 @@ class TitanClient:
         self.identity = identity
         self._client: MasterClient | None = None
 
-    def __enter__(self) -> "TitanClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            client.close()
+    @property
+    def _identity(self) -> str:
+        return self.identity
 
     # -- connection -----------------------------------------------------------------------------
-
-    def _connect(self) -> MasterClient:
-        if self._client is None:
-            self._client = open_client(self.host, self.port, self.timeout, self.identity,
-                                       self._token, self._key_file)
-        return self._client
 
     def _call(self, action: Callable[[MasterClient], _T], retry: bool = False) -> _T | str:
         """``action(client)``, or the ``ERROR:`` / ``CONNECTION_ERROR:`` string it failed with.

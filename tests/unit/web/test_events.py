@@ -153,7 +153,7 @@ def test_dropping_a_stream_wakes_its_reader_at_once():
     from titan_web.events import Subscription
     subscription = Subscription("", size=4)
     reader = gevent.spawn(subscription.get, 30.0)
-    gevent.sleep(0)  # let it block on the empty queue
+    gevent.idle()  # every ready greenlet runs until it blocks: the reader waits on the queue
     subscription.close()
     reader.join(timeout=2)
     assert reader.ready(), "the reader still waits for its 30 s timeout"
