@@ -53,6 +53,8 @@ class Job:
     ``delay`` and ``timeout``: seconds (0: none). ``requirement``: the tag a worker must have.
     ``affinity``: prefer the worker that ran a parent. ``worker``: pin to a named worker.
     ``retries``: extra attempts after the first. ``env``: extra environment variables.
+    ``warm``: False keeps a Python job off the worker's warm executor (a fresh interpreter is
+    spawned for it; the same as ``TITAN_WARM=0`` in ``env``).
 
     ``kind``: ``"run"`` (default), ``"service"`` or ``"gate"`` (or a ``JobKind``). A service
     runs until stopped (``Titan.stop_service``): ``port`` (0: the worker picks a free one; the
@@ -91,6 +93,7 @@ class Job:
     message: str = ""
     max_wait_seconds: float = DEFAULT_MAX_WAIT
     hitl_message: str = ""
+    warm: bool = True
     _spec: JobSpec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -118,6 +121,8 @@ class Job:
         if not all(isinstance(p, str) for p in self.parents) or isinstance(self.parents, str):
             problems.append(f"{where}: parents must be a list of job ids, got {self.parents!r}")
         env = dict(self.env)
+        if self.warm is False:
+            env["TITAN_WARM"] = "0"
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
             problems.append(f"{where}: env must map strings to strings")
         spec = JobSpec(id=self.id, script_name=script_name, script=content, command=command,
@@ -132,6 +137,8 @@ class Job:
             problems.extend(field_problems(spec))
         if not isinstance(self.affinity, bool):
             problems.append(f"{where}: affinity must be true or false, got {self.affinity!r}")
+        if not isinstance(self.warm, bool):
+            problems.append(f"{where}: warm must be true or false, got {self.warm!r}")
         if problems:
             raise InvalidJob(f"{where} is invalid:\n" + "\n".join(f"  {p}" for p in problems),
                              problems)
@@ -202,7 +209,9 @@ class Job:
                  "library": spec.library, "kind": spec.kind, "port": spec.port,
                  "max_restarts": spec.max_restarts, "health": spec.health,
                  "message": spec.message, "max_wait_seconds": spec.max_wait_seconds,
-                 "hitl_message": spec.hitl_message, "_spec": spec}
+                 "hitl_message": spec.hitl_message, "_spec": spec,
+                 "warm": spec.env.get("TITAN_WARM", "").strip().lower()
+                 not in ("0", "false", "no", "off")}
         for each in fields(cls):
             object.__setattr__(job, each.name, shown[each.name])
         return job

@@ -26,10 +26,12 @@ import platformdirs
 from titan_actors.config_parse import (
     format_address,
     format_size,
+    parse_bool,
     parse_choice,
     parse_duration,
     parse_host,
     parse_int,
+    parse_names,
     parse_optional_address,
     parse_optional_path,
     parse_path,
@@ -59,6 +61,17 @@ class SealFrames(StrEnum):
     AUTO = "auto"
     ALWAYS = "always"
     NEVER = "never"
+
+
+# what Python jobs commonly import: the warm executor has them imported before it forks a job
+# (execution/warm.py); none of them starts a thread when imported
+WARM_PRELOAD: tuple[str, ...] = (
+    "argparse", "base64", "collections", "csv", "dataclasses", "datetime", "decimal",
+    "functools", "glob", "hashlib", "itertools", "json", "logging", "math", "pathlib", "pickle",
+    "random", "re", "shlex", "shutil", "socket", "statistics", "string", "subprocess",
+    "tempfile", "textwrap", "time", "typing", "urllib.parse", "urllib.request", "uuid",
+    "titan_sdk",
+)
 
 
 class AofFsync(StrEnum):
@@ -255,6 +268,14 @@ SETTINGS: Mapping[str, Setting] = make_registry([
     Setting("burst_cooldown", "TITAN_BURST_COOLDOWN", 2.0, _seconds,
             "Least time between two burst workers started on the same host (2s).",
             metavar="SECONDS", show=_show_seconds),
+    Setting("warm_executor", "TITAN_WARM_EXECUTOR", True, parse_bool,
+            "Start Python jobs by forking a warm interpreter that has the common modules "
+            "imported (a job opts out with TITAN_WARM=0 in its env or `warm: false`).",
+            metavar="BOOL"),
+    Setting("warm_preload", "TITAN_WARM_PRELOAD", WARM_PRELOAD, parse_names,
+            "Modules the warm executor imports before it forks jobs, comma-separated; none "
+            "may start a thread when imported (a module that fails to import is skipped).",
+            metavar="MODULES", show=",".join),
     Setting("log_cap", "TITAN_LOG_CAP", 64 * _MiB, parse_size(1024),
             "Largest output kept per job; the rest is dropped with a marker (64MiB).",
             metavar="SIZE", show=format_size),

@@ -243,3 +243,25 @@ def read_config_file(path: Path) -> list[FileEntry]:
             continue
         entries.append(FileEntry(key, str(value_node.value), line))
     return entries
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no, on/off, any case)."""
+    word = text.strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise ConfigError(f"{text!r} is not a boolean; use true or false (1/0, yes/no, on/off)")
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of dotted Python module names (``json,os.path``); empty: none."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ConfigError(f"{name!r} is not a module name; use dotted names separated by "
+                              "commas, e.g. json,urllib.parse")
+    return names

@@ -111,6 +111,7 @@ _READERS: dict[str, tuple[str | None, Callable[[str, Node], Any]]] = {
     "hitl_message": ("hitl_message", as_text),
     "max_wait_seconds": ("max_wait_seconds", as_seconds(positive=True)),
     "message": ("message", as_text),
+    "warm": (None, as_bool),  # false: never from the warm executor (TITAN_WARM=0 in its env)
 }
 KEYS = ("id", *_READERS)
 
@@ -150,6 +151,8 @@ def parse_job(node: Node, index: int, base: Path, problems: Problems,
     _check_what_runs(found, values, line, problems, where)
     _check_kind_keys(found, values, problems, where)
     fields = {_READERS[k][0]: v for k, v in values.items() if _READERS[k][0]}
+    if values.get("warm") is False:
+        fields["env"] = {**fields.get("env", {}), "TITAN_WARM": "0"}
     if "file" in values:
         read = _entry if archive else _script
         fields.update(read(values["file"], found["file"].line, base, problems, where))

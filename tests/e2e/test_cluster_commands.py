@@ -227,3 +227,17 @@ def test_prune_drops_finished_runs_past_the_retention_count(cluster, tmp_path):
     assert pruned.returncode == 0, pruned.stderr
     assert f"pruned {len(before) - 1} runs" in pruned.stdout
     assert [r["run_id"] for r in cluster.json("runs")] == [before[0]["run_id"]]
+
+
+def test_python_jobs_start_warm_unless_they_opt_out(cluster, tmp_path):
+    (tmp_path / "which.py").write_text(
+        "import os, sys\nprint('titan_sdk' in sys.modules, sys.argv[1:], os.environ['X'])\n")
+    pipeline = write_pipeline(tmp_path / "warm.yaml", "warm", [
+        {"id": "warm", "file": "which.py", "args": "a", "env": {"X": "1"}},
+        {"id": "cold", "file": "which.py", "args": "b", "env": {"X": "2"}, "warm": False}])
+    run_id = cluster.submit(pipeline)
+    cluster.wait_run(run_id)
+    warm = cluster.ctl_bytes("logs", f"{run_id}/warm").stdout
+    cold = cluster.ctl_bytes("logs", f"{run_id}/cold").stdout
+    assert warm == b"True ['a'] 1\n"  # forked from the preloaded interpreter
+    assert cold == b"False ['b'] 2\n"  # a fresh interpreter

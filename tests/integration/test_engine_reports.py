@@ -22,6 +22,33 @@ def test_report_book_round_trips_and_sets_a_damaged_file_aside(tmp_path):
     assert ReportBook(tmp_path).load() == {}
 
 
+def test_report_book_journal_appends_each_change_and_compacts(tmp_path):
+    book = ReportBook(tmp_path)
+    book.save([])
+    results = [AttemptResult(AttemptRef("r1", f"j{n}", 1, n), 0, "", 1.0, n) for n in range(600)]
+    for result in results[:3]:
+        book.add(result)
+    size = book.path.stat().st_size
+    book.remove(results[1].ref)
+    book.remove(results[1].ref)  # twice: one entry
+    assert book.path.stat().st_size == size + 1 + 4 + len("r1\0j1\x001\x001")
+    assert list(ReportBook(tmp_path).load().values()) == [results[0], results[2]]
+    for result in results[3:]:  # many more entries than live reports: rewritten compacted
+        book.add(result)
+        book.remove(result.ref)
+    assert list(ReportBook(tmp_path).load().values()) == [results[0], results[2]]
+    assert book.path.stat().st_size < 300 * (size // 3)  # not 1,200 entries
+
+
+def test_report_book_reads_the_older_format(tmp_path):
+    from titan_actors.wire import codec
+    from titan_actors.wire.messages.worker import JobFinished
+    result = AttemptResult(AttemptRef("r1", "j", 1, 2), 3, "exit code 3", 1.0, 10)
+    payload = codec.encode(JobFinished(result))
+    (tmp_path / "reports.bin").write_bytes(len(payload).to_bytes(4, "big") + payload)
+    assert ReportBook(tmp_path).load() == {result.ref: result}
+
+
 def test_a_result_the_master_never_acknowledged_is_reported_by_the_next_life(cluster):
     ledger = Ledger(cluster.root / "ledger")
     worker = cluster.add_worker("w1", slots=1)

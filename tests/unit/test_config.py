@@ -543,3 +543,15 @@ def test_importing_config_does_not_import_typer() -> None:
         timeout=30,
     )
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_booleans_and_module_lists_parse_or_say_what_is_expected() -> None:
+    from titan_actors.config_parse import parse_bool, parse_names
+    assert [parse_bool(t) for t in ("true", "On", "1", "no", "FALSE", "0")] == \
+        [True, True, True, False, False, False]
+    with pytest.raises(ConfigError, match="use true or false"):
+        parse_bool("maybe")
+    assert parse_names(" json, urllib.parse ,,") == ("json", "urllib.parse")
+    assert parse_names("") == ()
+    with pytest.raises(ConfigError, match="is not a module name"):
+        parse_names("json,not-a-module")

@@ -650,3 +650,11 @@ def test_a_gate_runs_nothing(tmp_path):
                               "    command: [ls]\n") == [
         "p.yaml:5: job 'g': a gate runs no process; remove 'file'",
         "p.yaml:6: job 'g': a gate runs no process; remove 'command'"]
+
+
+def test_warm_false_sets_titan_warm_0_and_warm_must_be_a_boolean(tmp_path):
+    cold = job(tmp_path, "file: a.py\nwarm: false\nenv: {A: '1'}")
+    assert cold.env == {"A": "1", "TITAN_WARM": "0"}
+    assert job(tmp_path, "file: a.py\nwarm: true").env == {}
+    found = problems(tmp_path, "name: t\njobs:\n  - id: j\n    file: a.py\n    warm: maybe\n")
+    assert len(found) == 1 and "p.yaml:5" in found[0] and "warm" in found[0]

@@ -238,3 +238,12 @@ def test_archive_and_library_jobs_name_what_the_master_holds():
     assert Job("b", library="nightly.py")._spec.library == "nightly.py"
     with pytest.raises(InvalidJob, match="archive entry '../x.py' must be a relative path"):
         Job("c", archive="proj.zip", file="../x.py")
+
+
+def test_warm_false_keeps_a_job_off_the_warm_executor():
+    cold = Job("cold", script="print(1)", warm=False, env={"A": "1"})
+    assert cold.to_spec().env == {"A": "1", "TITAN_WARM": "0"}
+    assert Job("warm", script="print(1)").to_spec().env == {}
+    assert Job.from_spec(cold.to_spec()).warm is False
+    with pytest.raises(InvalidJob, match="warm must be true or false"):
+        Job("bad", script="print(1)", warm="no")

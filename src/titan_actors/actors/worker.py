@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import WARM_PRELOAD
 from ..errors import LauncherBrokenError, LauncherClosedError
 from ..execution import workspace
-from ..execution.command import TitanEnv, build_command
+from ..execution.command import TitanEnv, build_command, wants_warm
 from ..execution.launcher_client import Launcher
 from ..execution.orphans import ChildRegistry, kill_orphans
 from ..execution.output import OutputCapture
@@ -64,6 +65,8 @@ class WorkerOptions:
     service_probe_max: float = 1.0             # ... up to this interval
     service_health_timeout: float = 10.0       # services: a health command's time limit
     burst_of: str = ""                         # a burst worker: the worker that started it
+    # Python jobs forked from a warm interpreter with these modules imported (None: spawned)
+    warm_preload: tuple[str, ...] | None = WARM_PRELOAD
     # settings its burst workers get through their environment (TITAN_KEY_FILE, ...)
     burst_env: tuple[tuple[str, str], ...] = ()
 
@@ -150,10 +153,11 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
         self.children = ChildRegistry(self.options.data_dir)
         self.reports = ReportBook(self.options.data_dir)
         self.unacked.update(self.reports.load())
+        self._save_reports()  # the journal starts compacted, as this life's book
         if self.unacked:
             log.info("%d reports of a previous life wait for the master", len(self.unacked))
         if self.launcher is None:
-            self.launcher = Launcher.start(on_exit=self._on_exit, registry=self.children)
+            self.launcher = self._start_launcher()
         self.send_every(self.options.heartbeat_interval, _Beat())
         self.send_every(self.options.workspace_sweep, _SweepWorkspaces())
         self.spawn(self._connect_loop)
@@ -168,8 +172,11 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
         self.launcher.close()
 
     def _save_reports(self) -> None:
+        self._book(self.reports.save, self.unacked.values())
+
+    def _book(self, change, *args: Any) -> None:
         try:
-            self.reports.save(self.unacked.values())
+            change(*args)
         except OSError as error:  # the reports stay in memory; only a crash would lose them
             log.error("cannot save the worker's reports: %s", error)
 
@@ -218,7 +225,7 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
             host, port = self.options.master
             titan = TitanEnv(host, port, msg.token, ref.job_id, ref.run_id, ref.attempt)
             cmd = build_command(spec, titan, str(script) if script else None)
-            process = self._spawn_process(_key(ref), cmd, cwd)
+            process = self._spawn_process(_key(ref), cmd, cwd, warm=wants_warm(spec, cmd))
         except Exception as error:
             self._fail_to_start(attempt, str(error))
             return
@@ -229,15 +236,20 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
         if self.master is not None:
             self._tell_master(w.JobStarted(ref, process.pid))
 
-    def _spawn_process(self, key: str, cmd, cwd: Path):
-        """Start ``cmd`` (a ``Command``) in ``cwd`` through the launcher as ``key``."""
+    def _start_launcher(self) -> Launcher:
+        return Launcher.start(on_exit=self._on_exit, registry=self.children,
+                              warm_preload=self.options.warm_preload)
+
+    def _spawn_process(self, key: str, cmd, cwd: Path, warm: bool = False):
+        """Start ``cmd`` (a ``Command``) in ``cwd`` through the launcher as ``key`` (``warm``:
+        from the warm executor when the launcher runs one)."""
         try:
-            return self.launcher.launch(key, cmd.argv, cmd.env, str(cwd))
+            return self.launcher.launch(key, cmd.argv, cmd.env, str(cwd), warm=warm)
         except (LauncherBrokenError, LauncherClosedError) as error:
             # the launcher died (killed, out of memory): start a new one, try once more
             log.error("the launcher is gone (%s); starting a new one", error)
-            self.launcher = Launcher.start(on_exit=self._on_exit, registry=self.children)
-            return self.launcher.launch(key, cmd.argv, cmd.env, str(cwd))
+            self.launcher = self._start_launcher()
+            return self.launcher.launch(key, cmd.argv, cmd.env, str(cwd), warm=warm)
 
     def _fail_to_start(self, attempt: _Attempt, why: str, exit_code: int = 127) -> None:
         log.warning("could not start %s: %s", _key(attempt.ref), why)
@@ -323,7 +335,7 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
             result = w.AttemptResult(ref, attempt.exit_code, reason, self.clock.time(),
                                      attempt.output_bytes)
             self.unacked[ref] = result
-            self._save_reports()
+            self._book(self.reports.add, result)
             self._send_result(result)
         self._stop_if_drained()
 
@@ -341,7 +353,7 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
     @handles(_Acked)
     def _acked(self, msg: _Acked) -> None:
         if self.unacked.pop(msg.ref, None) is not None:
-            self._save_reports()
+            self._book(self.reports.remove, msg.ref)
         self._stop_if_drained()
 
     def _report_hand_back(self, ref: w.AttemptRef) -> None:

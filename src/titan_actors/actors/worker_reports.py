@@ -1,6 +1,17 @@
 """A worker's unacknowledged reports, kept on disk so that a worker killed after a job ended,
 but before the master recorded it, still reports it when it comes back (instead of the job
-running again after its lease)."""
+running again after its lease).
+
+The file ``<worker dir>/reports.bin`` is a journal: the magic ``TRB1``, then entries of one
+kind byte and a length-prefixed payload: ``R`` a JobFinished (a report to keep), ``A`` an
+acknowledged attempt (``run\\0job\\0attempt\\0epoch``: forget its report). Each change is one
+``write`` on the open file (no rename, no fsync: the journal matters when the worker died and the
+machine did not, and then the page cache has it; after a power cut the master's lease runs the
+unreported jobs again, nothing is lost). The journal is rewritten with only the live reports
+(temp file, fsync, rename) when it grows past many more entries than it holds live, and on
+:meth:`ReportBook.save`. A file without the magic is of the older format (length-prefixed
+JobFinished payloads, no kinds) and is read as such.
+"""
 
 from __future__ import annotations
 
@@ -17,14 +28,27 @@ from ..wire.messages.worker import AttemptRef, AttemptResult, JobFinished
 log = logging.getLogger("titan.worker")
 
 _LENGTH = struct.Struct("!I")
+_MAGIC = b"TRB1"
+_REPORT, _ACK = b"R", b"A"
+_COMPACT_AT = 256  # journal entries beyond 4 per live report that trigger a rewrite
 
 
 class ReportBook:
-    """The file ``<worker dir>/reports.bin``: length-prefixed JobFinished payloads, rewritten
-    whole (temp file, fsync, rename) whenever the set of unacknowledged reports changes."""
+    """The worker's journal of unacknowledged reports (see the module docstring).
+
+    :meth:`load` once at start; then :meth:`add` each report and :meth:`remove` it once
+    acknowledged. Not thread-safe: one greenlet hub uses it.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / "reports.bin"
+        self._live: dict[AttemptRef, AttemptResult] = {}
+        self._fd = -1
+        self._entries = 0
+
+    def __del__(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
 
     def load(self) -> dict[AttemptRef, AttemptResult]:
         """The reports a previous life left; a damaged file is set aside (and said so)."""
@@ -33,33 +57,94 @@ class ReportBook:
         except FileNotFoundError:
             return {}
         results: dict[AttemptRef, AttemptResult] = {}
-        offset = 0
         try:
-            while offset < len(data):
-                (length,) = _LENGTH.unpack_from(data, offset)
-                offset += _LENGTH.size
-                payload = data[offset:offset + length]
-                if len(payload) != length:
-                    raise DecodeError("the last report is cut short")
-                offset += length
-                result = codec.decode(JobFinished, payload).result
-                results[result.ref] = result
-        except (struct.error, DecodeError) as error:
+            if data.startswith(_MAGIC):
+                _read_journal(data, results)
+            else:
+                _read_older(data, results)
+        except (struct.error, DecodeError, UnicodeDecodeError, ValueError) as error:
             aside = self.path.with_suffix(".bad")
             os.replace(self.path, aside)
             log.error("the worker's report file was damaged (%s); kept %d reports, moved it to "
                       "%s", error, len(results), aside)
         return results
 
+    def add(self, result: AttemptResult) -> None:
+        """Keep ``result`` until :meth:`remove` (one appended entry)."""
+        self._live[result.ref] = result
+        self._append(_REPORT, codec.encode(JobFinished(result)))
+
+    def remove(self, ref: AttemptRef) -> None:
+        """Forget the report of ``ref`` (the master has it). Unknown refs are ignored."""
+        if self._live.pop(ref, None) is not None:
+            self._append(_ACK, _ref_bytes(ref))
+
     def save(self, results: Iterable[AttemptResult]) -> None:
         """Replace the file with ``results`` (durably: a crash leaves the old or the new one)."""
-        chunks = []
-        for result in results:
+        self._live = {result.ref: result for result in results}
+        self._rewrite()
+
+    def _append(self, kind: bytes, payload: bytes) -> None:
+        if self._fd < 0 or self._entries >= _COMPACT_AT + 4 * len(self._live):
+            self._rewrite()
+            return
+        os.write(self._fd, kind + _LENGTH.pack(len(payload)) + payload)
+        self._entries += 1
+
+    def _rewrite(self) -> None:
+        chunks = [_MAGIC]
+        for result in self._live.values():
             payload = codec.encode(JobFinished(result))
-            chunks.append(_LENGTH.pack(len(payload)) + payload)
+            chunks.append(_REPORT + _LENGTH.pack(len(payload)) + payload)
         temp = self.path.with_suffix(".tmp")
         with open(temp, "wb") as out:
             out.write(b"".join(chunks))
             out.flush()
             os.fsync(out.fileno())
         os.replace(temp, self.path)
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._entries = len(self._live)
+
+
+def _ref_bytes(ref: AttemptRef) -> bytes:
+    return f"{ref.run_id}\0{ref.job_id}\0{ref.attempt}\0{ref.epoch}".encode()
+
+
+def _ref_of(payload: bytes) -> AttemptRef:
+    run_id, job_id, attempt, epoch = payload.decode().split("\0")
+    return AttemptRef(run_id, job_id, int(attempt), int(epoch))
+
+
+def _entries(data: bytes, offset: int, kinds: bool):
+    """(kind, payload) of each entry from ``offset``; DecodeError for a cut-short last one."""
+    while offset < len(data):
+        kind = _REPORT
+        if kinds:
+            kind = data[offset:offset + 1]
+            offset += 1
+        (length,) = _LENGTH.unpack_from(data, offset)
+        offset += _LENGTH.size
+        payload = data[offset:offset + length]
+        if len(payload) != length:
+            raise DecodeError("the last report is cut short")
+        offset += length
+        yield kind, payload
+
+
+def _read_journal(data: bytes, results: dict[AttemptRef, AttemptResult]) -> None:
+    for kind, payload in _entries(data, len(_MAGIC), kinds=True):
+        if kind == _REPORT:
+            result = codec.decode(JobFinished, payload).result
+            results[result.ref] = result
+        elif kind == _ACK:
+            results.pop(_ref_of(payload), None)
+        else:
+            raise DecodeError(f"unknown entry kind {kind!r}")
+
+
+def _read_older(data: bytes, results: dict[AttemptRef, AttemptResult]) -> None:
+    for _kind, payload in _entries(data, 0, kinds=False):
+        result = codec.decode(JobFinished, payload).result
+        results[result.ref] = result

@@ -42,7 +42,7 @@ def store(config: Config,
 
 @settings_options("data_dir", "host", "port", "key_file", "heartbeat_interval", "drain_timeout",
                   "log_cap", "log_level", "ask_timeout", "retention_age", "archive_max_size",
-                  "archive_max_entries")
+                  "archive_max_entries", "warm_executor", "warm_preload")
 def worker(config: Config,
            master: str = typer.Option(None, "--master", help="HOST:PORT of the master "
                                       "(default: --host/--port, TITAN_HOST/TITAN_PORT)."),

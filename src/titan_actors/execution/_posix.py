@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from titan_actors.execution._leftovers import MARKER_VAR
@@ -66,6 +67,28 @@ def check_rlimits(rlimits: dict[int, int]) -> None:
             raise ValueError(f"limit {res}={value} is above this worker's hard limit {hard}")
 
 
+def job_env(msg: LaunchSpawn) -> dict[str, str]:
+    """The environment of the job of ``msg``: its own, with its marker."""
+    return {**msg.env, MARKER_VAR: msg.marker} if msg.marker else msg.env
+
+
+def in_cwd(cwd: str, start: Callable[[], int]) -> int:
+    """Call ``start`` with ``cwd`` as this process's working directory (the launcher is one
+    thread: nothing else sees it), then go back to ``/``. A cwd that cannot be entered raises
+    its OSError marked for :func:`describe`."""
+    if cwd:
+        try:
+            os.chdir(cwd)
+        except OSError as e:
+            e.titan_cwd = True  # type: ignore[attr-defined]
+            raise
+    try:
+        return start()
+    finally:
+        if cwd:
+            os.chdir("/")
+
+
 def spawn(msg: LaunchSpawn, fds: list[int]) -> int:
     """Start the process ``msg`` asks for and return its pid; OSError / ValueError say why not."""
     actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
@@ -77,19 +100,10 @@ def spawn(msg: LaunchSpawn, fds: list[int]) -> int:
     if not msg.argv:
         raise ValueError("the command is empty")
     start = os.posix_spawn if "/" in msg.argv[0] else os.posix_spawnp
-    env = {**msg.env, MARKER_VAR: msg.marker} if msg.marker else msg.env
-    if msg.cwd:
-        try:
-            os.chdir(msg.cwd)
-        except OSError as e:
-            e.titan_cwd = True  # type: ignore[attr-defined]
-            raise
-    try:
-        return start(msg.argv[0], msg.argv, env, file_actions=actions,
-                     setsid=msg.new_session, setsigdef=_SIGDEF, setsigmask=())
-    finally:
-        if msg.cwd:
-            os.chdir("/")
+    env = job_env(msg)
+    return in_cwd(msg.cwd, lambda: start(msg.argv[0], msg.argv, env, file_actions=actions,
+                                         setsid=msg.new_session, setsigdef=_SIGDEF,
+                                         setsigmask=()))
 
 
 def describe(program: str, cwd: str, e: OSError) -> str:

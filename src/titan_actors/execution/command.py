@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from titan_actors.errors import UsageError
-from titan_actors.scheduler.model import JobSpec
+from titan_actors.scheduler.model import JobKind, JobSpec
 
 __all__ = [
     "ENV_ALLOWLIST",
@@ -46,6 +46,7 @@ __all__ = [
     "build_env",
     "is_secret_name",
     "job_argv",
+    "wants_warm",
 ]
 
 ENV_ALLOWLIST: tuple[str, ...] = (
@@ -54,6 +55,7 @@ ENV_ALLOWLIST: tuple[str, ...] = (
 )
 SECRET_MARKERS: tuple[str, ...] = ("KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL")
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+_OFF = frozenset({"0", "false", "no", "off"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +100,7 @@ def build_env(titan: TitanEnv, job_env: Mapping[str, str] | None = None, *,
     could not travel to the launcher). Raises UsageError naming a ``job_env`` variable whose
     name is empty or holds ``=`` or a NUL, or whose value holds a NUL.
     """
-    base = os.environ if base is None else base
-    env: dict[str, str] = {}
-    for name, value in base.items():
-        if (any(fnmatch.fnmatchcase(name, pattern) for pattern in allowlist)
-                and not is_secret_name(name) and _encodable(name) and _encodable(value)):
-            env[name] = value
+    env = dict(_passed(tuple((os.environ if base is None else base).items()), allowlist))
     for name, value in (job_env or {}).items():
         if not name or "=" in name or "\0" in name or "\0" in value:
             raise UsageError(f"job {titan.job_id!r}: env variable {name!r} is invalid (a name "
@@ -112,6 +109,15 @@ def build_env(titan: TitanEnv, job_env: Mapping[str, str] | None = None, *,
     env.update(titan.variables())
     env.setdefault("PATH", _DEFAULT_PATH)
     return env
+
+
+@functools.lru_cache(maxsize=8)
+def _passed(base: tuple[tuple[str, str], ...],
+            allowlist: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The variables of ``base`` a job gets (a worker's environment rarely changes: cached)."""
+    return tuple((name, value) for name, value in base
+                 if any(fnmatch.fnmatchcase(name, pattern) for pattern in allowlist)
+                 and not is_secret_name(name) and _encodable(name) and _encodable(value))
 
 
 def job_argv(spec: JobSpec, script_path: str | None = None, *, python: str | None = None,
@@ -167,3 +173,10 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return "\0" not in text
+
+
+def wants_warm(spec: JobSpec, command: Command) -> bool:
+    """Whether the job may start from the warm executor: a ``.py`` script run to completion,
+    unless its environment says ``TITAN_WARM=0`` (or false/no/off)."""
+    return (spec.kind is JobKind.RUN and spec.script_name.endswith(".py")
+            and command.env.get("TITAN_WARM", "").strip().lower() not in _OFF)

@@ -14,6 +14,10 @@ How it works, one thread around one ``selectors`` loop:
   closed at once). ``chdir`` around the spawn sets the cwd (3.11's ``posix_spawn`` has none; one
   thread, so nothing else sees it). Resource limits are applied by ``prlimit`` right after the
   spawn: the first microseconds of the job's ``exec`` run without them.
+* warm: started with ``--warm MODULES``, the launcher imports those modules once it is ready
+  and forks Python jobs that ask for it (``LaunchSpawn.warm``) from itself instead of spawning a
+  fresh interpreter (``warm``: what the job sees is what ``python -u script`` gives it). The
+  child is reaped, limited, signalled and cleaned up like a spawned one.
 * reap: SIGCHLD wakes the loop (``signal.set_wakeup_fd``); ``waitpid(-1, WNOHANG)`` reaps. As a
   child subreaper (Linux) the launcher also reaps orphaned grandchildren.
 * clean up: when a leader exits (unless asked otherwise), what its job left running gets
@@ -45,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from titan_actors.errors import ProtocolError
-from titan_actors.execution import _leftovers, _posix
+from titan_actors.execution import _leftovers, _posix, warm
 from titan_actors.wire import codec
 from titan_actors.wire.frame import FrameReader
 from titan_actors.wire.messages.launcher import (
@@ -81,8 +85,11 @@ class _Child:
 
 
 class _Launcher:
-    def __init__(self, fd: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, fd: int, clock: Callable[[], float] = time.monotonic,
+                 preload: tuple[str, ...] | None = None) -> None:
         os.set_inheritable(fd, False)
+        self._preload = preload
+        self._zygote: warm.Zygote | None = None
         self._sock = socket.socket(fileno=fd)
         self._sock.setblocking(False)
         self._clock = clock
@@ -116,6 +123,8 @@ class _Launcher:
     def run(self) -> int:
         """Serve until the worker goes away or asks to shut down; return the exit status."""
         self._send(LauncherReady(os.getpid()))
+        if self._preload is not None:
+            self._warm_up(self._preload)
         while not self._done():
             for key, mask in self._sel.select(self._timeout()):
                 key.data(mask)
@@ -123,6 +132,15 @@ class _Launcher:
         self._flush()
         self._sock.close()
         return 1 if self._has_children else 0  # 1: gave up on some child
+
+    def _warm_up(self, modules: tuple[str, ...]) -> None:
+        self._zygote = warm.Zygote.prepare(modules)
+        if self._zygote is None:
+            print("titan launcher: importing the warm executor's modules started a thread; "
+                  "Python jobs are spawned instead", file=sys.stderr)
+        elif self._zygote.failed:
+            print("titan launcher: the warm executor could not preload: "
+                  + "; ".join(self._zygote.failed), file=sys.stderr)
 
     def _timeout(self) -> float | None:
         whens = [self._deadlines[0][0]] if self._deadlines else []
@@ -229,7 +247,12 @@ class _Launcher:
         program = msg.argv[0] if msg.argv else ""
         try:
             _posix.check_rlimits(msg.rlimits)
-            pid = _posix.spawn(msg, fds)
+            zygote = self._zygote if msg.warm else None
+            if zygote is not None and zygote.suits(msg):
+                env = _posix.job_env(msg)
+                pid = _posix.in_cwd(msg.cwd, lambda: zygote.fork(msg, fds, env))
+            else:
+                pid = _posix.spawn(msg, fds)
         except OSError as e:
             self._send(SpawnFailed(msg.key, _posix.describe(program, msg.cwd, e), e.errno or 0))
             return
@@ -391,15 +414,20 @@ class _Launcher:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``launcher FD``. Returns the process exit status."""
+    """Entry point: ``launcher FD [--warm MODULE,...]``. Returns the process exit status."""
     args = sys.argv[1:] if argv is None else argv
+    preload: tuple[str, ...] | None = None
+    if len(args) == 3 and args[1] == "--warm":  # the warm executor, these modules preloaded
+        preload = tuple(name for name in args[2].split(",") if name)
+        args = args[:1]
     if len(args) != 1 or not args[0].isdigit():
-        print("usage: python -m titan_actors.execution.launcher FD", file=sys.stderr)
+        print("usage: python -m titan_actors.execution.launcher FD [--warm MODULE,...]",
+              file=sys.stderr)
         return 2
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     os.chdir("/")  # hold no directory busy
     _posix.become_subreaper()
-    return _Launcher(int(args[0])).run()
+    return _Launcher(int(args[0]), preload=preload).run()
 
 
 if __name__ == "__main__":

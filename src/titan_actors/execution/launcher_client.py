@@ -104,8 +104,12 @@ class Launcher:
     @classmethod
     def start(cls, python: str = sys.executable, *, timeout: float = 10.0,
               on_exit: ExitCallback | None = None,
-              registry: ChildRegistry | None = None) -> Launcher:
+              registry: ChildRegistry | None = None,
+              warm_preload: Sequence[str] | None = None) -> Launcher:
         """Start a launcher process with the interpreter ``python`` and wait until it is ready.
+
+        ``warm_preload``: run the warm executor for Python jobs launched with ``warm=True``,
+        with these modules imported beforehand (None: every job is spawned).
 
         ``on_exit(process, code)`` is called from the reader greenlet for every reported exit
         (after ``process.exited`` is set); an exception it raises is logged. ``registry``:
@@ -117,7 +121,8 @@ class Launcher:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC_ROOT, env.get("PYTHONPATH")) if p)
         try:
             popen = subprocess.Popen(
-                [python, "-m", "titan_actors.execution.launcher", str(child.fileno())],
+                [python, "-m", "titan_actors.execution.launcher", str(child.fileno()),
+                 *(() if warm_preload is None else ("--warm", ",".join(warm_preload)))],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env, close_fds=True)
         except OSError as e:
             parent.close()
@@ -150,14 +155,17 @@ class Launcher:
     def launch(self, key: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, *,
                rlimits: Mapping[int, int] | None = None, capture: bool = True,
                new_session: bool = True, kill_group_on_exit: bool = True,
-               cleanup_grace: float = 2.0, timeout: float = 10.0) -> LaunchedProcess:
+               cleanup_grace: float = 2.0, timeout: float = 10.0,
+               warm: bool = False) -> LaunchedProcess:
         """Start ``argv`` with exactly ``env`` (nothing inherited) in ``cwd``, as ``key``.
 
         ``argv[0]`` without a slash is looked up on the launcher's PATH (resolve it first with
         ``command.build_command`` to use the job's). ``rlimits``: ``resource.RLIMIT_*`` -> limit.
         ``capture``: give the job output pipes (else /dev/null). ``kill_group_on_exit``: when
         the process exits, terminate what it left running (its group, its session, whatever
-        carries its marker): SIGTERM, then SIGKILL after ``cleanup_grace`` seconds.
+        carries its marker): SIGTERM, then SIGKILL after ``cleanup_grace`` seconds. ``warm``:
+        a Python job (``[python, "-u", script, ...]``) the warm executor may fork instead (when
+        the launcher runs one; see ``execution.warm``).
 
         Returns the LaunchedProcess once the launcher confirms the spawn. Raises LaunchError
         (the program is missing, not executable, the key is in use, the launcher did not answer
@@ -173,7 +181,7 @@ class Launcher:
         try:
             request = codec.encode_frame(LaunchSpawn(
                 key, list(argv), dict(env), cwd, dict(rlimits or {}), len(write_fds),
-                new_session, kill_group_on_exit, marker, float(cleanup_grace)))
+                new_session, kill_group_on_exit, marker, float(cleanup_grace), bool(warm)))
             if len(request) - HEADER_SIZE > DEFAULT_MAX_PAYLOAD:  # the launcher would hang up
                 raise LaunchError(f"cannot start {key!r}: its argv and env take "
                                   f"{len(request)} bytes, above {DEFAULT_MAX_PAYLOAD}")

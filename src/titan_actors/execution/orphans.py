@@ -22,10 +22,13 @@ What a record names (:func:`select_orphans`, pure):
   makes it unique across lives, workers and hosts).
 
 Each is signalled through a pidfd after its start time was checked again
-(``_leftovers.signal_exact``). The file is rewritten whole (temp file, ``os.replace``) on every
-change, never fsynced: it matters only when the worker died and the machine did not, and then
-the page cache has it. One line per attempt: ``pid pgid create_time marker key`` (``-`` for no
-marker; pid 0 until the process started).
+(``_leftovers.signal_exact``). The file is a journal: every change appends one line (one
+``write``, no rename, never fsynced: it matters only when the worker died and the machine did not,
+and then the page cache has it), and it is rewritten compacted (temp file, ``os.replace``) once
+it holds many more lines than live records. A record line is ``pid pgid create_time marker key``
+(``-`` for no marker; pid 0 until the process started) and replaces an earlier line of the same
+marker (or, without one, the same pid); ``- NAME`` forgets the record of marker NAME (``#PID``
+for one without a marker). The last line of each name wins.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ __all__ = ["FILE_NAME", "ChildRecord", "ChildRegistry", "Seen", "kill_orphans", 
 _log = logging.getLogger(__name__)
 
 FILE_NAME = "children"
+_COMPACT_AT = 256  # journal lines beyond 4 per live record that trigger a rewrite
 _SAME_START_S = 0.05  # create_time is derived from clock ticks: allow for rounding
 
 
@@ -89,7 +93,13 @@ class ChildRegistry:
     def __init__(self, worker_dir: str | os.PathLike[str]) -> None:
         self._path = Path(worker_dir) / FILE_NAME
         self._children: dict[str, ChildRecord] = {}
-        self._write()
+        self._fd = -1
+        self._lines = 0  # lines in the journal
+        self._compact()
+
+    def __del__(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
 
     @property
     def records(self) -> list[ChildRecord]:
@@ -98,8 +108,7 @@ class ChildRegistry:
 
     def expect(self, key: str, marker: str) -> None:
         """Record that a process carrying ``marker`` is about to start as ``key``."""
-        self._children[marker] = ChildRecord(0, 0, 0.0, key, marker)
-        self._write()
+        self._set(marker, ChildRecord(0, 0, 0.0, key, marker))
 
     def started(self, marker: str, pid: int) -> ChildRecord | None:
         """Add the pid, group and start time of the process expected with ``marker``. When it
@@ -112,14 +121,13 @@ class ChildRegistry:
                              create_time=psutil.Process(pid).create_time())
         except (psutil.NoSuchProcess, ProcessLookupError):
             return record
-        self._children[marker] = record
-        self._write()
+        self._set(marker, record)
         return record
 
     def forget(self, marker: str) -> None:
         """Drop the record of ``marker`` (everything it named is gone). Unknown: ignored."""
         if self._children.pop(marker, None) is not None:
-            self._write()
+            self._append(f"- {marker}\n")
 
     def add(self, pid: int, pgid: int | None = None, key: str = "") -> ChildRecord | None:
         """Record the process ``pid`` (its group ``pgid``, default ``pid``) without a marker;
@@ -129,22 +137,35 @@ class ChildRegistry:
         except psutil.NoSuchProcess:
             return None
         record = ChildRecord(pid, pid if pgid is None else pgid, create_time, key)
-        self._children[f"#{pid}"] = record
-        self._write()
+        self._set(f"#{pid}", record)
         return record
 
     def remove(self, pid: int) -> None:
         """Forget the records of ``pid`` (it exited and was reaped). Unknown pids are ignored."""
-        gone = [name for name, r in self._children.items() if r.pid == pid]
-        for name in gone:
+        for name in [name for name, r in self._children.items() if r.pid == pid]:
             del self._children[name]
-        if gone:
-            self._write()
+            self._append(f"- {name}\n")
 
-    def _write(self) -> None:
+    def _set(self, name: str, record: ChildRecord) -> None:
+        self._children[name] = record
+        self._append(record.to_line())
+
+    def _append(self, line: str) -> None:
+        if self._lines >= _COMPACT_AT + 4 * len(self._children):
+            self._compact()
+            return
+        os.write(self._fd, line.encode())
+        self._lines += 1
+
+    def _compact(self) -> None:
+        """Rewrite the journal as one line per live record."""
         tmp = self._path.with_name(f".{FILE_NAME}.tmp")
         tmp.write_text("".join(r.to_line() for r in self._children.values()))
         os.replace(tmp, self._path)
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._lines = len(self._children)
 
 
 def read_records(worker_dir: str | os.PathLike[str]) -> list[ChildRecord]:
@@ -155,20 +176,27 @@ def read_records(worker_dir: str | os.PathLike[str]) -> list[ChildRecord]:
         text = (Path(worker_dir) / FILE_NAME).read_text(errors="replace")
     except FileNotFoundError:
         return []
-    records = []
+    records: dict[str, ChildRecord] = {}
     for line in text.splitlines():
-        parts = line.split(" ", 4)
-        try:
-            pid, pgid, create_time = int(parts[0]), int(parts[1]), float(parts[2])
-        except (IndexError, ValueError):
+        if line.startswith("- "):
+            records.pop(line[2:], None)
             continue
-        if len(parts) == 5:
-            marker = "" if parts[3] == "-" else parts[3]
-            records.append(ChildRecord(pid, pgid, create_time, parts[4], marker))
-        else:
-            records.append(ChildRecord(pid, pgid, create_time, parts[3] if len(parts) > 3
-                                       else ""))
-    return records
+        record = _parse(line)
+        if record is not None:
+            records[record.marker or f"#{record.pid}"] = record
+    return list(records.values())
+
+
+def _parse(line: str) -> ChildRecord | None:
+    parts = line.split(" ", 4)
+    try:
+        pid, pgid, create_time = int(parts[0]), int(parts[1]), float(parts[2])
+    except (IndexError, ValueError):
+        return None
+    if len(parts) == 5:
+        marker = "" if parts[3] == "-" else parts[3]
+        return ChildRecord(pid, pgid, create_time, parts[4], marker)
+    return ChildRecord(pid, pgid, create_time, parts[3] if len(parts) > 3 else "")
 
 
 def select_orphans(records: Iterable[ChildRecord],

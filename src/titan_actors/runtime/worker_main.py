@@ -36,6 +36,7 @@ def run_worker(config: Config, master: tuple[str, int], name: str, tags: tuple[s
             workspace_retention=config.retention_age,
             archive_max_bytes=config.archive_max_size,
             archive_max_entries=config.archive_max_entries, burst_of=burst_of,
+            warm_preload=config.warm_preload if config.warm_executor else None,
             burst_env=burst_env(config))
         system = ActorSystem()
         worker = system.spawn(WorkerActor, options, keys=keyring_from_config(config),
@@ -52,7 +53,7 @@ def run_worker(config: Config, master: tuple[str, int], name: str, tags: tuple[s
 
 # the settings a burst worker takes from the worker that starts it, beyond those WorkerOptions
 # carries as flags
-_BURST_ENV = ("key_file", "log_level", "ask_timeout")
+_BURST_ENV = ("key_file", "log_level", "ask_timeout", "warm_executor", "warm_preload")
 
 
 def burst_env(config: Config) -> tuple[tuple[str, str], ...]:
@@ -63,6 +64,7 @@ def burst_env(config: Config) -> tuple[tuple[str, str], ...]:
     for name in _BURST_ENV:
         value = getattr(config, name)
         if config.source(name) is not Source.DEFAULT and value is not None:
-            text = os.path.abspath(value) if isinstance(value, Path) else str(value)
+            text = SETTINGS[name].show(value) if not isinstance(value, Path) \
+                else os.path.abspath(value)
             out.append((SETTINGS[name].env, text))
     return tuple(out)

@@ -15,7 +15,7 @@ from support import wait_until
 from titan_actors.execution import orphans
 
 
-def test_registry_rewrites_the_file_on_every_change(tmp_path):
+def test_registry_records_every_change_in_the_file(tmp_path):
     registry = orphans.ChildRegistry(tmp_path)
     assert orphans.read_records(tmp_path) == []
     me = registry.add(os.getpid(), key="a key with spaces")
@@ -25,6 +25,22 @@ def test_registry_rewrites_the_file_on_every_change(tmp_path):
     registry.remove(12345678)
     assert orphans.read_records(tmp_path) == []
     assert os.listdir(tmp_path) == [orphans.FILE_NAME]
+
+
+def test_registry_appends_one_line_per_change_and_compacts(tmp_path):
+    registry = orphans.ChildRegistry(tmp_path)
+    path = tmp_path / orphans.FILE_NAME
+    registry.expect("k1", "k1/aa")
+    registry.expect("k2", "k2/bb")
+    registry.forget("k1/aa")
+    assert path.read_text() == ("0 0 0.0 k1/aa k1\n0 0 0.0 k2/bb k2\n- k1/aa\n")
+    assert orphans.read_records(tmp_path) == [orphans.ChildRecord(0, 0, 0.0, "k2", "k2/bb")]
+    for n in range(1000):  # many more lines than records: the journal is rewritten
+        registry.expect(f"j{n}", f"j{n}/cc")
+        registry.forget(f"j{n}/cc")
+    assert len(path.read_text().splitlines()) < 300
+    assert orphans.read_records(tmp_path) == registry.records == [
+        orphans.ChildRecord(0, 0, 0.0, "k2", "k2/bb")]
 
 
 def test_a_process_already_gone_is_not_recorded(tmp_path):

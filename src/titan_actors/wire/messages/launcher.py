@@ -23,7 +23,8 @@ class LaunchSpawn(Message):
     ``TITAN_ATTEMPT_MARKER`` in the environment (inherited by every descendant) when not empty.
     ``kill_group_on_exit``: when the leader exits, terminate what it left running (its group and
     session, and every process carrying its marker): SIGTERM at once, SIGKILL ``cleanup_grace``
-    seconds later.
+    seconds later. ``warm``: a Python job that the launcher may fork from its warm interpreter
+    (``execution.warm``) instead of spawning, when the argv allows it.
     """
 
     key: str
@@ -36,6 +37,7 @@ class LaunchSpawn(Message):
     kill_group_on_exit: bool = True
     marker: str = ""
     cleanup_grace: float = 2.0
+    warm: bool = False
 
 
 @message(281)

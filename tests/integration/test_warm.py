@@ -1,0 +1,224 @@
+"""The warm executor against a plain spawn: each script runs both ways through a real launcher,
+and what the job shows (output, exit status, environment, descriptors, signals) must be the same.
+
+The launcher is started with ``--warm`` (modules preloaded, forks Python jobs asked ``warm``);
+the same launcher spawns the same job when it is not asked, so the two differ only in how the
+job started. Nothing sleeps to wait: exits come from the launcher's reports.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+from support import wait_until
+from titan_actors.config import WARM_PRELOAD
+from titan_actors.execution.launcher_client import Launcher
+from titan_actors.execution.output import OutputCapture, Stream, finish
+
+PY = sys.executable
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "TITAN_X": "1"}
+
+
+@pytest.fixture(scope="module")
+def launcher():
+    launcher = Launcher.start(warm_preload=WARM_PRELOAD)
+    yield launcher
+    launcher.close(grace=1, timeout=5)
+
+
+_count = [0]
+
+
+def _run(launcher: Launcher, tmp_path, source: str, *, warm: bool, args=(), env=None,
+         stdin_script: bool = True, kill_after: bytes | None = None, timeout: float = 20):
+    """Run ``source`` as a script job; return (exit code, stdout, stderr, pid)."""
+    _count[0] += 1
+    script = tmp_path / "job.py"
+    if stdin_script:
+        script.write_text(textwrap.dedent(source))
+    batches: list[tuple[Stream, bytes]] = []
+    seen = [False]
+
+    def on_batch(stream: Stream, data: bytes) -> None:
+        batches.append((stream, data))
+        if kill_after is not None and not seen[0] and kill_after in b"".join(
+                d for s, d in batches if s is Stream.STDOUT):
+            seen[0] = True
+            launcher.kill(key, grace=5, sig=signal.SIGTERM)
+
+    key = f"job-{_count[0]}-{'warm' if warm else 'spawn'}"
+    proc = launcher.launch(key, [PY, "-u", str(script), *args], ENV if env is None else env,
+                           str(tmp_path), warm=warm)
+    capture = OutputCapture(proc.stdout_fd, proc.stderr_fd, on_batch).start()
+    result = finish(proc, capture, timeout=timeout, drain_timeout=5)
+    assert result is not None, f"{key} still running after {timeout} s"
+    out = b"".join(d for s, d in batches if s is Stream.STDOUT)
+    err = b"".join(d for s, d in batches if s is Stream.STDERR)
+    return result.code, out, err, proc.pid
+
+
+def _both(launcher, tmp_path, source, **kwargs):
+    spawned = _run(launcher, tmp_path, source, warm=False, **kwargs)
+    warmed = _run(launcher, tmp_path, source, warm=True, **kwargs)
+    return spawned, warmed
+
+
+@pytest.mark.parametrize("source, code", [
+    ("print('hello'); import sys; print('oops', file=sys.stderr)", 0),
+    ("import sys; sys.exit(3)", 3),
+    ("import sys; sys.exit(300)", 300 & 0xFF),
+    ("import sys; sys.exit('a message')", 1),
+    ("import sys; sys.exit(None)", 0),
+    ("raise SystemExit(True)", 1),
+    ("def f():\n    raise ValueError('boom')\nf()", 1),
+    ("x = (", 1),
+    ("raise KeyboardInterrupt", -signal.SIGINT),
+    ("import os; os._exit(7)", 7),
+    ("import signal, os; os.kill(os.getpid(), signal.SIGTERM)", -signal.SIGTERM),
+])
+def test_exit_codes_and_messages_match_a_spawned_interpreter(launcher, tmp_path, source, code):
+    (s_code, s_out, s_err, _), (w_code, w_out, w_err, _) = _both(launcher, tmp_path, source)
+    assert s_code == w_code == code
+    assert (s_out, s_err) == (w_out, w_err)
+
+
+def test_argv_cwd_env_path_and_a_fresh_main(launcher, tmp_path):
+    source = """
+        import json, os, sys
+        print(json.dumps({
+            "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ),
+            "path0": sys.path[0], "extra": sys.path[1], "name": __name__,
+            "file": __file__, "package": __package__, "spec": repr(__spec__),
+            "globals": sorted(k for k in globals() if not k.startswith("__")),
+            "stdout": [sys.stdout.encoding, sys.stdout.errors, sys.stdout.write_through],
+            "stderr": sys.stderr.errors, "stdin": os.read(0, 10).decode(),
+        }))
+    """
+    env = {**ENV, "PYTHONPATH": str(tmp_path / "lib")}
+    (s_code, s_out, _, _), (w_code, w_out, _, _) = _both(
+        launcher, tmp_path, source, args=("a b", "--flag"), env=env)
+    assert s_code == w_code == 0
+    spawned, warmed = (__import__("json").loads(o) for o in (s_out, w_out))
+    for name in ("TITAN_ATTEMPT_MARKER",):  # one per attempt: different by design
+        assert spawned["env"].pop(name) != warmed["env"].pop(name)
+    assert spawned == warmed
+    assert warmed["argv"] == [str(tmp_path / "job.py"), "a b", "--flag"]
+    assert warmed["extra"] == str(tmp_path / "lib") and warmed["globals"] == ["json", "os", "sys"]
+    assert warmed["stdin"] == ""
+
+
+def test_future_flags_of_the_launcher_are_not_inherited(launcher, tmp_path):
+    # the launcher's modules use "from __future__ import annotations"; a job must not
+    source = "def f(x: not_defined_anywhere): pass\n"
+    (s_code, _, s_err, _), (w_code, _, w_err, _) = _both(launcher, tmp_path, source)
+    assert s_code == w_code == 1 and b"NameError" in w_err and s_err == w_err
+
+
+def test_only_the_standard_descriptors_are_open_and_signals_are_default(launcher, tmp_path):
+    source = """
+        import os, signal
+        print(sorted(int(fd) for fd in os.listdir('/proc/self/fd')))
+        print([signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD,
+                                             signal.SIGPIPE)])
+        print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        print(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        print(os.getsid(0) == os.getpid(), os.getpgid(0) == os.getpid())
+    """
+    (s_code, s_out, _, _), (w_code, w_out, _, _) = _both(launcher, tmp_path, source)
+    assert s_code == w_code == 0
+    assert s_out == w_out
+    assert w_out.splitlines()[0] == b"[0, 1, 2, 3]"  # 3: the listdir's own descriptor
+
+
+def test_threads_are_joined_and_atexit_runs_in_order(launcher, tmp_path):
+    source = """
+        import atexit, sys, threading
+        atexit.register(lambda: print('atexit'))
+        def late():
+            print('thread done')
+        t = threading.Timer(0.05, late)
+        t.start()
+        print('main done')
+    """
+    (s_code, s_out, _, _), (w_code, w_out, _, _) = _both(launcher, tmp_path, source)
+    assert s_code == w_code == 0
+    assert s_out == w_out == b"main done\nthread done\natexit\n"
+
+
+def test_output_interleaves_unbuffered_like_python_u(launcher, tmp_path):
+    source = """
+        import sys
+        for n in range(3):
+            print('out', n)
+            print('err', n, file=sys.stderr)
+        sys.stdout.write('no newline')
+    """
+    (_, s_out, s_err, _), (_, w_out, w_err, _) = _both(launcher, tmp_path, source)
+    assert (s_out, s_err) == (w_out, w_err)
+    assert w_out.endswith(b"no newline")
+
+
+def test_a_missing_script_fails_like_python(launcher, tmp_path):
+    script = tmp_path / "job.py"
+    if script.exists():
+        script.unlink()
+    results = [_run(launcher, tmp_path, "", warm=w, stdin_script=False) for w in (False, True)]
+    (s_code, _, s_err, _), (w_code, _, w_err, _) = results
+    assert s_code == w_code == 2
+    assert s_err == w_err and b"can't open file" in w_err
+
+
+def test_a_killed_warm_job_takes_its_children_with_it(launcher, tmp_path):
+    source = """
+        import subprocess, sys, time
+        child = subprocess.Popen(['sleep', '60'])
+        print(child.pid, flush=True)
+        time.sleep(60)
+    """
+    code, out, _, _ = _run(launcher, tmp_path, source, warm=True, kill_after=b"\n")
+    assert code == -signal.SIGTERM
+    child = int(out.split()[0])
+    wait_until(lambda: not psutil.pid_exists(child)
+               or psutil.Process(child).status() == psutil.STATUS_ZOMBIE,
+               timeout=10, what="the job's child to be killed with it")
+
+
+def test_warm_jobs_are_forked_and_reaped_by_the_launcher(launcher, tmp_path):
+    # the worker is gevent-patched, where fork + waitpid hangs: the launcher forks and reaps
+    source = "import os; print(os.getppid())"
+    parents = set()
+    for _ in range(20):
+        code, out, _, _ = _run(launcher, tmp_path, source, warm=True)
+        assert code == 0
+        parents.add(int(out))
+    assert parents == {launcher.pid}
+    assert [c for c in psutil.Process(launcher.pid).children()
+            if c.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_random_state_differs_between_warm_jobs(launcher, tmp_path):
+    source = "import random, uuid; print(random.random(), uuid.uuid4())"
+    outs = {_run(launcher, tmp_path, source, warm=True)[1] for _ in range(3)}
+    assert len(outs) == 3
+
+
+def test_warm_jobs_see_the_preloaded_modules_and_others_are_spawned(launcher, tmp_path):
+    source = "import sys; print('titan_sdk' in sys.modules, 'json' in sys.modules)"
+    assert _run(launcher, tmp_path, source, warm=True)[1] == b"True True\n"
+    assert _run(launcher, tmp_path, source, warm=False)[1] == b"False False\n"
+    # "-c" is no script, and "-u" must come first: those are spawned even when asked warm
+    seen = []
+    for n, argv in enumerate(([PY, "-c", source], [PY, "-B", "-u", str(tmp_path / "job.py")])):
+        proc = launcher.launch(f"plain-{n}", argv, ENV, str(tmp_path), warm=True)
+        batches = []
+        capture = OutputCapture(proc.stdout_fd, proc.stderr_fd,
+                                lambda _s, d, out=batches: out.append(d)).start()
+        assert finish(proc, capture, timeout=20).code == 0
+        seen.append(b"".join(batches))
+    assert seen == [b"False False\n"] * 2
