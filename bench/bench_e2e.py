@@ -5,16 +5,21 @@ Run ``python bench/bench_e2e.py`` (or ``make bench``). It starts ``titanctl up -
 cluster's parallelism is exactly 2 workers x 1 slot) and measures, each figure as ours,
 baseline and ratio, the baseline measured in the same run right next to ours:
 
+Python jobs run two ways in the same cluster: from the warm executor (the default: forked from
+the worker's launcher, which has the common modules imported) and spawned (the job's env says
+``TITAN_WARM=0``: a fresh ``sys.executable``). Command jobs run ``/bin/true``.
+
 * latency: a one-job run (a ``print(1)`` script job), submit to the run's "finished" event seen
   by the client on the master's event stream (``MasterClient.follow_run``), p50 and p99 over
-  :data:`LATENCY_ROUNDS`; baseline: ``subprocess.run([sys.executable, script])``, rounds
-  interleaved with ours;
-* throughput: a fan-out of :data:`FANOUT` independent script jobs in one run, jobs per second
-  from submission to the run's end; baseline: the same script :data:`FANOUT` times through a
-  thread pool of :data:`PARALLEL` ``subprocess.run`` calls; the same for ``/bin/true`` command
-  jobs against ``/bin/true`` spawned the same way;
-* chain: :data:`CHAIN` script jobs each depending on the one before; overhead per link =
-  (chain wall time - the same number of bare sequential runs of the script) / CHAIN.
+  :data:`LATENCY_ROUNDS`, warm and spawned; baseline: ``subprocess.run([sys.executable,
+  script])``, rounds interleaved with ours;
+* throughput: a fan-out of N independent jobs in one run for each N of :data:`FANOUTS` (200 and
+  1,000), jobs per second from submission to the run's end, for warm Python jobs, spawned
+  Python jobs and ``/bin/true``; baseline: the same script (or ``/bin/true``) N times through a
+  thread pool of :data:`PARALLEL` ``subprocess.run`` calls (the cluster's parallelism);
+* chain: :data:`CHAIN` jobs each depending on the one before, of each kind; per link against
+  the same number of bare sequential runs, and the overhead per link = (chain wall time - the
+  bare sequential runs) / CHAIN (negative for warm jobs when a fork costs less than a spawn).
 
 Ratios are ours / baseline (latency: > 1 is slower; jobs/s: < 1 is slower). The machine is
 shared, so absolute times move between runs; the ratios are the figures to compare.
@@ -49,7 +54,7 @@ TRUE = "/bin/true"
 WORKERS, SLOTS = 2, 1
 PARALLEL = WORKERS * SLOTS
 LATENCY_ROUNDS = int(os.environ.get("BENCH_E2E_ROUNDS", "30"))
-FANOUT = int(os.environ.get("BENCH_E2E_FANOUT", "200"))
+FANOUTS = tuple(int(n) for n in os.environ.get("BENCH_E2E_FANOUT", "200,1000").split(","))
 CHAIN = int(os.environ.get("BENCH_E2E_CHAIN", "200"))
 # Burst workers off (the parallelism must be exactly WORKERS x SLOTS); no web console.
 CLUSTER_ENV = {"TITAN_BURST_MAX_PER_HOST": "0", "TITAN_LOG_LEVEL": "warning"}
@@ -167,49 +172,72 @@ def _pool(argv: list[str], count: int) -> float:
         return _timed(lambda: list(pool.map(one, range(count))))
 
 
+_COLD = {"TITAN_WARM": "0"}  # the job opts out of the warm executor: a fresh interpreter
+
+
+def _py_job(job_id: str, warm: bool, parents: tuple[str, ...] = ()) -> JobSpec:
+    return JobSpec(job_id, script_name="job.py", script=SCRIPT, parents=parents,
+                   env={} if warm else dict(_COLD))
+
+
+def _true_job(job_id: str, parents: tuple[str, ...] = ()) -> JobSpec:
+    return JobSpec(job_id, command=(TRUE,), parents=parents)
+
+
+_KINDS: dict[str, Callable[..., JobSpec]] = {
+    "py_warm": lambda job_id, parents=(): _py_job(job_id, True, parents),
+    "py_spawn": lambda job_id, parents=(): _py_job(job_id, False, parents),
+    "true": _true_job,
+}
+
+
 def _measure(client: MasterClient, script: Path) -> dict:
     bare = [sys.executable, str(script)]
-    job = JobSpec("one", script_name="job.py", script=SCRIPT)
     figures: dict = {}
 
-    # warm up both sides (imports, page cache, the workers' first spawn)
-    _run_and_wait(client, RunSpec("bench-warm", (job, JobSpec("two", command=(TRUE,)))), 60)
+    # warm up both sides (imports, page cache, the workers' first spawn and fork)
+    _run_and_wait(client, RunSpec("bench-warm", tuple(
+        make(f"w-{kind}") for kind, make in _KINDS.items())), 60)
     subprocess.run(bare, check=True, capture_output=True)
 
-    # 1. latency, rounds interleaved so that both sides see the same noise
-    ours, base = [], []
+    # 1. latency, rounds interleaved so that every side sees the same noise
+    times: dict[str, list[float]] = {"py_warm": [], "py_spawn": [], "bare": []}
     for _ in range(LATENCY_ROUNDS):
-        ours.append(_run_and_wait(client, RunSpec("bench-one", (job,)), 60)[0])
-        base.append(_timed(lambda: subprocess.run(bare, check=True, capture_output=True)))
-    for q in (50, 99):
-        figures[f"latency_p{q}"] = _figure(_percentile(ours, q) * 1000,
-                                           _percentile(base, q) * 1000, "ms")
+        for kind in ("py_warm", "py_spawn"):
+            times[kind].append(_run_and_wait(client, RunSpec(
+                "bench-one", (_KINDS[kind]("one"),)), 60)[0])
+        times["bare"].append(_timed(lambda: subprocess.run(bare, check=True,
+                                                           capture_output=True)))
+    for kind in ("py_warm", "py_spawn"):
+        for q in (50, 99):
+            figures[f"latency_{kind}_p{q}"] = _figure(_percentile(times[kind], q) * 1000,
+                                                      _percentile(times["bare"], q) * 1000,
+                                                      "ms")
 
-    # 2. fan-out throughput, script jobs and /bin/true command jobs
-    fan_py = RunSpec("bench-fanout-py", tuple(
-        JobSpec(f"j{n:03d}", script_name="job.py", script=SCRIPT) for n in range(FANOUT)))
-    seconds, _ = _run_and_wait(client, fan_py, 600)
-    figures["fanout_py_jobs_per_s"] = _figure(FANOUT / seconds, FANOUT / _pool(bare, FANOUT),
-                                              "jobs/s")
-    fan_true = RunSpec("bench-fanout-true", tuple(
-        JobSpec(f"t{n:03d}", command=(TRUE,)) for n in range(FANOUT)))
-    seconds, _ = _run_and_wait(client, fan_true, 600)
-    figures["fanout_true_jobs_per_s"] = _figure(FANOUT / seconds, FANOUT / _pool([TRUE], FANOUT),
-                                                "jobs/s")
+    # 2. fan-out throughput against a pool of bare runs at the same parallelism
+    for count in FANOUTS:
+        pool = {"py": count / _pool(bare, count), "true": count / _pool([TRUE], count)}
+        for kind, make in _KINDS.items():
+            spec = RunSpec(f"bench-fanout-{kind}", tuple(make(f"j{n:04d}")
+                                                        for n in range(count)))
+            seconds, _ = _run_and_wait(client, spec, 600)
+            baseline = pool["true" if kind == "true" else "py"]
+            figures[f"fanout_{count}_{kind}_jobs_per_s"] = _figure(count / seconds, baseline,
+                                                                    "jobs/s")
 
-    # 3. chain of dependent script jobs vs the same number of bare sequential runs
-    chain = RunSpec("bench-chain", tuple(
-        JobSpec(f"c{n:03d}", script_name="job.py", script=SCRIPT,
-                parents=(f"c{n - 1:03d}",) if n else ()) for n in range(CHAIN)))
-    seconds, _ = _run_and_wait(client, chain, 600)
+    # 3. chains of dependent jobs vs the same number of bare sequential runs
+    def sequential(argv: list[str]) -> float:
+        return _timed(lambda: [subprocess.run(argv, check=True, capture_output=True)
+                               for _ in range(CHAIN)])
 
-    def sequential() -> None:
-        for _ in range(CHAIN):
-            subprocess.run(bare, check=True, capture_output=True)
-
-    bare_seconds = _timed(sequential)
-    figures["chain_per_link"] = _figure(seconds / CHAIN * 1000, bare_seconds / CHAIN * 1000, "ms")
-    figures["chain_overhead_per_link_ms"] = (seconds - bare_seconds) / CHAIN * 1000
+    bare_link = {"py": sequential(bare) / CHAIN, "true": sequential([TRUE]) / CHAIN}
+    for kind, make in _KINDS.items():
+        spec = RunSpec(f"bench-chain-{kind}", tuple(
+            make(f"c{n:04d}", (f"c{n - 1:04d}",) if n else ()) for n in range(CHAIN)))
+        seconds, _ = _run_and_wait(client, spec, 600)
+        link = bare_link["true" if kind == "true" else "py"]
+        figures[f"chain_{kind}_per_link"] = _figure(seconds / CHAIN * 1000, link * 1000, "ms")
+        figures[f"chain_{kind}_overhead_per_link_ms"] = (seconds / CHAIN - link) * 1000
     return figures
 
 
@@ -230,7 +258,7 @@ def main() -> dict:
         print("bench_e2e: the cluster did not stop cleanly:\n  " + "\n  ".join(problems),
               file=sys.stderr)
     figures["setup"] = {"workers": WORKERS, "slots": SLOTS, "latency_rounds": LATENCY_ROUNDS,
-                        "fanout": FANOUT, "chain": CHAIN, "cleanup_problems": problems}
+                        "fanouts": FANOUTS, "chain": CHAIN, "cleanup_problems": problems}
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "bench_e2e.json").write_text(json.dumps(figures, indent=2))
@@ -238,22 +266,28 @@ def main() -> dict:
 
 
 def _print(r: dict) -> None:
-    rows = [
-        ("1-job run, submit->end seen, p50", "latency_p50", "bare subprocess.run"),
-        ("1-job run, submit->end seen, p99", "latency_p99", "bare subprocess.run"),
-        (f"{FANOUT} py jobs fan-out, {WORKERS}x{SLOTS}", "fanout_py_jobs_per_s",
-         f"pool of {PARALLEL} subprocess.run"),
-        (f"{FANOUT} /bin/true jobs fan-out, {WORKERS}x{SLOTS}", "fanout_true_jobs_per_s",
-         f"pool of {PARALLEL} subprocess.run"),
-        (f"chain of {CHAIN} py jobs, per link", "chain_per_link", "bare sequential run"),
-    ]
-    print(f"{'figure':38} {'ours':>10} {'baseline':>10} {'unit':>7} {'ratio':>7}   baseline is")
-    for label, key, what in rows:
+    what = {"py_warm": "py job, warm executor", "py_spawn": "py job, spawned",
+            "true": "/bin/true command job"}
+    rows = []
+    for kind in ("py_warm", "py_spawn"):
+        for q in (50, 99):
+            rows.append((f"1-job run p{q}, {what[kind]}", f"latency_{kind}_p{q}",
+                         "bare subprocess.run"))
+    for count in r["setup"]["fanouts"]:
+        for kind in _KINDS:
+            rows.append((f"{count} fan-out, {what[kind]}", f"fanout_{count}_{kind}_jobs_per_s",
+                         f"pool of {PARALLEL} subprocess.run"))
+    for kind in _KINDS:
+        rows.append((f"chain of {CHAIN}, {what[kind]}", f"chain_{kind}_per_link",
+                     "bare sequential run"))
+    print(f"{'figure':44} {'ours':>9} {'baseline':>9} {'unit':>7} {'ratio':>6}   baseline is")
+    for label, key, baseline in rows:
         f = r[key]
-        print(f"{label:38} {f['ours']:10.1f} {f['baseline']:10.1f} {f['unit']:>7} "
-              f"{f['ratio']:7.2f}   {what}")
-    print(f"{'chain overhead per link':38} {r['chain_overhead_per_link_ms']:10.1f} "
-          f"{'':10} {'ms':>7}")
+        print(f"{label:44} {f['ours']:9.1f} {f['baseline']:9.1f} {f['unit']:>7} "
+              f"{f['ratio']:6.2f}   {baseline}")
+    for kind in _KINDS:
+        print(f"{'chain overhead per link, ' + what[kind]:44} "
+              f"{r[f'chain_{kind}_overhead_per_link_ms']:9.2f} {'':9} {'ms':>7}")
     print("ratio = ours / baseline (ms: higher is slower; jobs/s: lower is slower)")
 
 
