@@ -17,7 +17,7 @@ from typing import Any
 from ..config import WARM_PRELOAD
 from ..errors import LauncherBrokenError, LauncherClosedError
 from ..execution import workspace
-from ..execution.command import TitanEnv, build_command, wants_warm
+from ..execution.command import TitanEnv, build_command, passed_env, wants_warm
 from ..execution.launcher_client import Launcher
 from ..execution.orphans import ChildRegistry, kill_orphans
 from ..execution.output import OutputCapture
@@ -141,6 +141,7 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
         self.service_random = random.Random()            # their restart jitter
         self.draining = False
         self._stopping = False
+        self.job_base_env = passed_env()  # what of this process's environment jobs get
 
     # -- life ---------------------------------------------------------------------------------
 
@@ -224,7 +225,8 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
             # jobs reach the master the way this worker does (its own --master address)
             host, port = self.options.master
             titan = TitanEnv(host, port, msg.token, ref.job_id, ref.run_id, ref.attempt)
-            cmd = build_command(spec, titan, str(script) if script else None)
+            cmd = build_command(spec, titan, str(script) if script else None,
+                                base_env=self.job_base_env)
             process = self._spawn_process(_key(ref), cmd, cwd, warm=wants_warm(spec, cmd))
         except Exception as error:
             self._fail_to_start(attempt, str(error))

@@ -123,7 +123,7 @@ class WorkerServices:
             host, master_port = self.options.master
             titan = TitanEnv(host, master_port, msg.token, ref.job_id, ref.run_id, ref.attempt)
             command = build_command(dataclasses.replace(spec, env=env), titan,
-                                    str(script) if script else None)
+                                    str(script) if script else None, base_env=self.job_base_env)
         except Exception as error:  # the attempt fails (no restart), the worker goes on
             self._fail_to_start(attempt, str(error))
             return

@@ -44,6 +44,7 @@ __all__ = [
     "TitanEnv",
     "build_command",
     "build_env",
+    "passed_env",
     "is_secret_name",
     "job_argv",
     "wants_warm",
@@ -118,6 +119,12 @@ def _passed(base: tuple[tuple[str, str], ...],
     return tuple((name, value) for name, value in base
                  if any(fnmatch.fnmatchcase(name, pattern) for pattern in allowlist)
                  and not is_secret_name(name) and _encodable(name) and _encodable(value))
+
+
+def passed_env(allowlist: tuple[str, ...] = ENV_ALLOWLIST) -> dict[str, str]:
+    """The variables of this process's environment that every job gets: a worker takes them
+    once at start and gives them as ``base_env`` (reading ``os.environ`` costs ~30 us a job)."""
+    return dict(_passed(tuple(os.environ.items()), allowlist))
 
 
 def job_argv(spec: JobSpec, script_path: str | None = None, *, python: str | None = None,
