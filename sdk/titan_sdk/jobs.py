@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from titan_actors.config_parse import is_off
 from titan_actors.errors import PipelineError
 from titan_actors.scheduler.dag import field_problems
 from titan_actors.scheduler.model import DEFAULT_REQUIREMENT, JobKind, JobSpec, RunSpec
@@ -210,8 +211,7 @@ class Job:
                  "max_restarts": spec.max_restarts, "health": spec.health,
                  "message": spec.message, "max_wait_seconds": spec.max_wait_seconds,
                  "hitl_message": spec.hitl_message, "_spec": spec,
-                 "warm": spec.env.get("TITAN_WARM", "").strip().lower()
-                 not in ("0", "false", "no", "off")}
+                 "warm": not is_off(spec.env.get("TITAN_WARM", ""))}
         for each in fields(cls):
             object.__setattr__(job, each.name, shown[each.name])
         return job

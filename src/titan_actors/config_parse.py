@@ -249,6 +249,11 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
+def is_off(text: str) -> bool:
+    """Whether ``text`` says no: 0, false, no or off (any case, spaces around)."""
+    return text.strip().lower() in _FALSE
+
+
 def parse_bool(text: str) -> bool:
     """``true``/``false`` (also 1/0, yes/no, on/off, any case)."""
     word = text.strip().lower()

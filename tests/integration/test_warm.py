@@ -18,11 +18,14 @@ import pytest
 
 from support import wait_until
 from titan_actors.config import WARM_PRELOAD
+from titan_actors.execution.command import passed_env
 from titan_actors.execution.launcher_client import Launcher
 from titan_actors.execution.output import OutputCapture, Stream, finish
 
 PY = sys.executable
-ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "TITAN_X": "1"}
+# what a worker gives its jobs of its own environment (the launcher has the same), and one more
+ENV = {**passed_env(), "TITAN_X": "1"}
+_PROBE = "import sys; print('titan_sdk' in sys.modules)\n"
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +69,9 @@ def _run(launcher: Launcher, tmp_path, source: str, *, warm: bool, args=(), env=
 def _both(launcher, tmp_path, source, **kwargs):
     spawned = _run(launcher, tmp_path, source, warm=False, **kwargs)
     warmed = _run(launcher, tmp_path, source, warm=True, **kwargs)
+    probe = {k: v for k, v in kwargs.items() if k in ("env", "args")}
+    assert _run(launcher, tmp_path, _PROBE, warm=True, **probe)[1] == b"True\n", \
+        "this job would not have been forked: the comparison would be of two spawns"
     return spawned, warmed
 
 
@@ -222,3 +228,120 @@ def test_warm_jobs_see_the_preloaded_modules_and_others_are_spawned(launcher, tm
         assert finish(proc, capture, timeout=20).code == 0
         seen.append(b"".join(batches))
     assert seen == [b"False False\n"] * 2
+
+
+# -- found by a review: the races, finalisation, cleanup and environment of warm jobs --
+
+
+def test_interpreter_finalisation_runs_in_a_warm_job(launcher, tmp_path):
+    # python flushes/closes what the script left open at exit (module globals are cleared),
+    # runs __del__ and logging.shutdown (its atexit hook); warm.py ends with os._exit after
+    # clearing the launcher's atexit hooks, logging's included
+    source = f"""
+        import logging, logging.handlers, sys
+        f = open({str(tmp_path / 'out.txt')!r}, 'w')
+        f.write('data')
+        class A:
+            def __del__(self):
+                print('del ran')
+        a = A()
+        log = logging.getLogger('x')
+        memory = logging.handlers.MemoryHandler(100, target=logging.StreamHandler(sys.stdout))
+        log.addHandler(memory)
+        log.warning('buffered record')
+    """
+    contents = []
+    for warm in (False, True):
+        code, out, _, _ = _run(launcher, tmp_path, source, warm=warm)
+        contents.append((code, out, (tmp_path / "out.txt").read_text()))
+    assert contents[0] == (0, b"buffered record\ndel ran\n", "data")
+    assert contents[1] == contents[0]
+
+
+def test_the_jobs_time_zone_applies_to_a_warm_job(launcher, tmp_path):
+    source = "import time; print(time.localtime(0).tm_hour, time.tzname)"
+    s, w = _both(launcher, tmp_path, source, env={**ENV, "TZ": "Asia/Tokyo"})
+    assert s[:3] == w[:3] and w[1].startswith(b"9 ")
+
+
+@pytest.mark.parametrize("extra, source", [
+    ({"PYTHONHASHSEED": "0"}, "print(hash('titan'))"),
+    ({"PYTHONWARNINGS": "error"}, "import warnings; warnings.warn('w')"),
+    ({"LC_ALL": "C"}, "import sys; print(sys.stdout.encoding)"),
+], ids=["PYTHONHASHSEED", "PYTHONWARNINGS", "LC_ALL"])
+def test_a_job_that_configures_its_interpreter_otherwise_is_spawned(launcher, tmp_path, extra,
+                                                                    source):
+    env = {**ENV, **extra}
+    assert _run(launcher, tmp_path, _PROBE, warm=True, env=env)[1] == b"False\n"
+    s, w = (_run(launcher, tmp_path, source, warm=warm, env=env) for warm in (False, True))
+    assert s[:3] == w[:3]
+
+
+def test_a_file_that_would_shadow_a_preloaded_module_makes_the_job_spawn(launcher, tmp_path):
+    (tmp_path / "csv.py").write_text("MINE = True\n")
+    source = "import csv; print(getattr(csv, 'MINE', False))"
+    assert _run(launcher, tmp_path, source, warm=True)[1] == b"True\n"
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "titan_sdk").mkdir()
+    (lib / "titan_sdk" / "__init__.py").write_text("MINE = 'bundled'\n")
+    (tmp_path / "csv.py").unlink()
+    source = "import titan_sdk; print(getattr(titan_sdk, 'MINE', 'worker'))"
+    env = {**ENV, "PYTHONPATH": "lib"}  # relative: to the job's cwd
+    assert _run(launcher, tmp_path, source, warm=True, env=env)[1] == b"bundled\n"
+
+
+def test_a_warm_job_killed_right_after_its_start_dies(launcher, tmp_path):
+    # SpawnSucceeded leaves before the forked child has called setsid: killpg(pid) finds no
+    # group (ESRCH, ignored) and the kill is lost; or the signal lands on the launcher's no_op
+    # handler still installed in the child
+    (tmp_path / "job.py").write_text("import time; time.sleep(3)\n")
+    procs = []
+    for n in range(30):
+        key = f"fast-kill-{n}"
+        procs.append(launcher.launch(key, [PY, "-u", str(tmp_path / "job.py")], ENV,
+                                     str(tmp_path), warm=True))
+        launcher.kill(key, grace=0, sig=signal.SIGKILL)
+    codes = [p.wait(20) for p in procs]
+    assert codes == [-signal.SIGKILL] * 30
+
+
+def test_a_daemon_forked_by_a_warm_job_is_cleaned_up_like_a_spawned_ones(launcher, tmp_path):
+    # the marker is looked for in /proc/PID/environ, which for a forked (never exec'd) process
+    # is the launcher's: a pure-Python double fork escapes the cleanup
+    source = """
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                print(os.getpid(), flush=True)
+                time.sleep(60)
+            os._exit(0)
+        os.wait()
+    """
+    for warm in (False, True):
+        daemon = int(_run(launcher, tmp_path, source, warm=warm)[1].split()[0])
+        try:
+            wait_until(lambda pid=daemon: not psutil.pid_exists(pid)
+                       or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+                       timeout=10, what=f"the daemon of a {'warm' if warm else 'spawned'} job "
+                                        "to be cleaned up")
+        finally:
+            if psutil.pid_exists(daemon):
+                os.kill(daemon, signal.SIGKILL)
+
+
+def test_a_signal_to_a_just_forked_job_does_not_reach_the_launcher(tmp_path):
+    # until the child calls signal.set_wakeup_fd(-1), its Python handlers are the launcher's
+    # and its wakeup fd is the launcher's pipe: a SIGTERM to the child's pid there reads, in
+    # the launcher, as a SIGTERM to the launcher, which kills every job and exits
+    own = Launcher.start(warm_preload=WARM_PRELOAD)
+    try:
+        (tmp_path / "job.py").write_text("import time; time.sleep(5)\n")
+        for n in range(100):
+            proc = own.launch(f"term-{n}", [PY, "-u", str(tmp_path / "job.py")], ENV,
+                              str(tmp_path), warm=True, new_session=False)
+            own.kill(f"term-{n}", grace=0.2, sig=signal.SIGTERM)
+            assert proc.wait(10) in (-signal.SIGTERM, -signal.SIGKILL)
+    finally:
+        own.close(grace=1, timeout=5)

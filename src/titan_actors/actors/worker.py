@@ -22,7 +22,6 @@ from ..execution.launcher_client import Launcher
 from ..execution.orphans import ChildRegistry, kill_orphans
 from ..execution.output import OutputCapture
 from ..execution.services import RestartPolicy
-from ..offload import run_in_thread
 from ..scheduler.model import JobKind
 from ..wire.auth import KeyRing
 from ..wire.bridge import Endpoint
@@ -30,7 +29,7 @@ from ..wire.messages import worker as w
 from ..wire.messages.control import Ping, Pong
 from .base import Actor, Sender, handles
 from .worker_burst import BurstSpawner
-from .worker_files import WorkerFiles, prune_archives
+from .worker_files import SweepWorkspaces, WorkerFiles
 from .worker_link import Drain, MasterLink, _Beat, _key
 from .worker_reports import ReportBook
 from .worker_services import WorkerServices
@@ -110,11 +109,6 @@ class _Timeout:
     ref: w.AttemptRef
 
 
-@dataclass(frozen=True, slots=True)
-class _SweepWorkspaces:
-    pass
-
-
 def _lost_marker(count: int) -> bytes:
     return (f"\n[titan: {count} bytes of output were lost while the master was unreachable]\n"
             .encode())
@@ -160,7 +154,7 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
         if self.launcher is None:
             self.launcher = self._start_launcher()
         self.send_every(self.options.heartbeat_interval, _Beat())
-        self.send_every(self.options.workspace_sweep, _SweepWorkspaces())
+        self.send_every(self.options.workspace_sweep, SweepWorkspaces())
         self.spawn(self._connect_loop)
 
     def on_stop(self) -> None:
@@ -240,7 +234,8 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
 
     def _start_launcher(self) -> Launcher:
         return Launcher.start(on_exit=self._on_exit, registry=self.children,
-                              warm_preload=self.options.warm_preload)
+                              warm_preload=self.options.warm_preload,
+                              timeout=10.0 if self.options.warm_preload is None else 60.0)
 
     def _spawn_process(self, key: str, cmd, cwd: Path, warm: bool = False):
         """Start ``cmd`` (a ``Command``) in ``cwd`` through the launcher as ``key`` (``warm``:
@@ -373,21 +368,6 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
     def _hand_back_acked(self, msg: _HandBackAcked) -> None:
         self.handing_back.discard(msg.ref)
         self._stop_if_drained()
-
-    @handles(_SweepWorkspaces)
-    def _sweep_workspaces(self, msg: _SweepWorkspaces) -> None:
-        """Retention on this worker: remove run directories unused for the retention age (the
-        file I/O runs in the threadpool so the loop keeps going)."""
-        active = {ref.run_id for ref in self.attempts}
-        self.spawn(self._sweep, active, self.clock.time())
-
-    def _sweep(self, active: set[str], now: float) -> None:
-        age = self.options.workspace_retention
-        try:
-            run_in_thread(workspace.prune_runs, self.options.data_dir, age, keep=active)
-            run_in_thread(prune_archives, self.options.data_dir, age, now)
-        except OSError as error:  # tried again at the next sweep
-            log.warning("workspace retention: %s", error)
 
     @handles(_Timeout)
     def _timeout(self, msg: _Timeout) -> None:

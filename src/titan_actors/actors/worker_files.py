@@ -77,8 +77,28 @@ def project_folder_name(archive: str, digest: str, run_dir: Path,
     return stem
 
 
+@dataclass(frozen=True, slots=True)
+class SweepWorkspaces:
+    """Time for the retention of this worker's workspaces (the worker's timer sends it)."""
+
+
 class WorkerFiles:
     """Stored-file preparation and workspace answers (see the module docstring)."""
+
+    @handles(SweepWorkspaces)
+    def _sweep_workspaces(self, msg: SweepWorkspaces) -> None:
+        """Retention on this worker: remove run directories unused for the retention age (the
+        file I/O runs in the threadpool so the loop keeps going)."""
+        active = {ref.run_id for ref in self.attempts}
+        self.spawn(self._sweep, active, self.clock.time())
+
+    def _sweep(self, active: set[str], now: float) -> None:
+        age = self.options.workspace_retention
+        try:
+            run_in_thread(workspace.prune_runs, self.options.data_dir, age, keep=active)
+            run_in_thread(prune_archives, self.options.data_dir, age, now)
+        except OSError as error:  # tried again at the next sweep
+            log.warning("workspace retention: %s", error)
 
     def _prepare(self, msg: w.Dispatch) -> None:
         """Fetch what the dispatch runs, then launch it (as ``_Prepared``)."""

@@ -8,9 +8,10 @@ acknowledged attempt (``run\\0job\\0attempt\\0epoch``: forget its report). Each 
 ``write`` on the open file (no rename, no fsync: the journal matters when the worker died and the
 machine did not, and then the page cache has it; after a power cut the master's lease runs the
 unreported jobs again, nothing is lost). The journal is rewritten with only the live reports
-(temp file, fsync, rename) when it grows past many more entries than it holds live, and on
-:meth:`ReportBook.save`. A file without the magic is of the older format (length-prefixed
-JobFinished payloads, no kinds) and is read as such.
+(temp file, rename) when it grows past many more entries than it holds live, and durably (with
+an fsync) on :meth:`ReportBook.save`, which the worker calls at start and on registration; a
+short write (a full disk) makes the next change rewrite it whole. A file without the magic is
+of the older format (length-prefixed JobFinished payloads, no kinds) and is read as such.
 """
 
 from __future__ import annotations
@@ -82,16 +83,30 @@ class ReportBook:
     def save(self, results: Iterable[AttemptResult]) -> None:
         """Replace the file with ``results`` (durably: a crash leaves the old or the new one)."""
         self._live = {result.ref: result for result in results}
-        self._rewrite()
+        self._rewrite(durably=True)
 
     def _append(self, kind: bytes, payload: bytes) -> None:
         if self._fd < 0 or self._entries >= _COMPACT_AT + 4 * len(self._live):
             self._rewrite()
             return
-        os.write(self._fd, kind + _LENGTH.pack(len(payload)) + payload)
+        entry = kind + _LENGTH.pack(len(payload)) + payload
+        if os.write(self._fd, entry) != len(entry):  # a full disk: the rewrite says so
+            self._rewrite()
+            return
         self._entries += 1
 
-    def _rewrite(self) -> None:
+    def _rewrite(self, durably: bool = False) -> None:
+        """Write the live reports as a new journal (fsynced when ``durably``) and append to it
+        from now on. On failure nothing is appended until a rewrite succeeds."""
+        try:
+            self._write_new(durably)
+        except BaseException:
+            if self._fd >= 0:
+                os.close(self._fd)
+            self._fd = -1
+            raise
+
+    def _write_new(self, durably: bool) -> None:
         chunks = [_MAGIC]
         for result in self._live.values():
             payload = codec.encode(JobFinished(result))
@@ -100,11 +115,17 @@ class ReportBook:
         with open(temp, "wb") as out:
             out.write(b"".join(chunks))
             out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, self.path)
+            if durably:
+                os.fsync(out.fileno())
+        fd = os.open(temp, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        try:
+            os.replace(temp, self.path)
+        except BaseException:
+            os.close(fd)
+            raise
         if self._fd >= 0:
             os.close(self._fd)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._fd = fd
         self._entries = len(self._live)
 
 

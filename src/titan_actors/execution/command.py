@@ -34,6 +34,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from titan_actors.config_parse import is_off
 from titan_actors.errors import UsageError
 from titan_actors.scheduler.model import JobKind, JobSpec
 
@@ -56,7 +57,6 @@ ENV_ALLOWLIST: tuple[str, ...] = (
 )
 SECRET_MARKERS: tuple[str, ...] = ("KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL")
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-_OFF = frozenset({"0", "false", "no", "off"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,4 +186,4 @@ def wants_warm(spec: JobSpec, command: Command) -> bool:
     """Whether the job may start from the warm executor: a ``.py`` script run to completion,
     unless its environment says ``TITAN_WARM=0`` (or false/no/off)."""
     return (spec.kind is JobKind.RUN and spec.script_name.endswith(".py")
-            and command.env.get("TITAN_WARM", "").strip().lower() not in _OFF)
+            and not is_off(command.env.get("TITAN_WARM", "")))

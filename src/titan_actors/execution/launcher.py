@@ -50,10 +50,10 @@ from typing import Any
 
 from titan_actors.errors import ProtocolError
 from titan_actors.execution import _leftovers, _posix, warm
+from titan_actors.execution.launcher_cleanup import CleanupMixin
 from titan_actors.wire import codec
 from titan_actors.wire.frame import FrameReader
 from titan_actors.wire.messages.launcher import (
-    CleanupDone,
     LauncherReady,
     LaunchKill,
     LaunchShutdown,
@@ -65,11 +65,10 @@ from titan_actors.wire.messages.launcher import (
 
 __all__ = ["main"]
 
-_RECV_BYTES = 256 * 1024
+_RECV_BYTES = 64 * 1024  # a recv into a buffer of 128 KiB or more costs ~10x more here
 _MAX_FDS = 16                    # per recvmsg; a request carries 2, and one recvmsg stops there
 _ANC_BYTES = socket.CMSG_SPACE(_MAX_FDS * array.array("i").itemsize)
 _REAP_S = 5.0                    # after the last SIGKILL: how long to wait for children to go
-_KILL_ROUNDS = 8                 # SIGKILL rounds of a cleanup (each catches what forked meanwhile)
 
 
 @dataclass(slots=True)
@@ -84,7 +83,7 @@ class _Child:
     report: bool = True       # False: reaped silently (a spawn reported as failed after all)
 
 
-class _Launcher:
+class _Launcher(CleanupMixin):
     def __init__(self, fd: int, clock: Callable[[], float] = time.monotonic,
                  preload: tuple[str, ...] | None = None) -> None:
         os.set_inheritable(fd, False)
@@ -122,9 +121,9 @@ class _Launcher:
 
     def run(self) -> int:
         """Serve until the worker goes away or asks to shut down; return the exit status."""
+        if self._preload is not None:  # before ready: no launch waits on the imports
+            self._zygote = warm.Zygote.for_launcher(self._preload)
         self._send(LauncherReady(os.getpid()))
-        if self._preload is not None:
-            self._warm_up(self._preload)
         while not self._done():
             for key, mask in self._sel.select(self._timeout()):
                 key.data(mask)
@@ -132,15 +131,6 @@ class _Launcher:
         self._flush()
         self._sock.close()
         return 1 if self._has_children else 0  # 1: gave up on some child
-
-    def _warm_up(self, modules: tuple[str, ...]) -> None:
-        self._zygote = warm.Zygote.prepare(modules)
-        if self._zygote is None:
-            print("titan launcher: importing the warm executor's modules started a thread; "
-                  "Python jobs are spawned instead", file=sys.stderr)
-        elif self._zygote.failed:
-            print("titan launcher: the warm executor could not preload: "
-                  + "; ".join(self._zygote.failed), file=sys.stderr)
 
     def _timeout(self) -> float | None:
         whens = [self._deadlines[0][0]] if self._deadlines else []
@@ -256,8 +246,8 @@ class _Launcher:
         except OSError as e:
             self._send(SpawnFailed(msg.key, _posix.describe(program, msg.cwd, e), e.errno or 0))
             return
-        except ValueError as e:  # an empty argv, a NUL byte, a limit above the hard limit
-            self._send(SpawnFailed(msg.key, f"cannot start {program!r}: {e}", 0))
+        except (ValueError, warm.WarmStartFailed) as e:  # an empty argv, a NUL byte, a limit
+            self._send(SpawnFailed(msg.key, f"cannot start {program!r}: {e}", 0))  # too high
             return
         child = _Child(msg.key, pid, msg.new_session, msg.kill_group_on_exit, msg.marker,
                        msg.cleanup_grace)
@@ -367,51 +357,6 @@ class _Launcher:
                                          len(left), _leftovers.describe(left), cleaning))
         self._leftovers = {pgid for pgid in self._leftovers if _posix.group_alive(pgid)}
 
-    # -- cleanup after a job -------------------------------------------------------------------
-
-    def _look(self, child: _Child) -> tuple[_leftovers.JobMark, list[_leftovers.Proc]]:
-        """What the job of ``child`` left running, looked for while its leader is a zombie
-        (its start time is still there to read, and no other process can hold its pid)."""
-        procs = _leftovers.descendants(os.getpid(), self._children.keys(), single_root=True)
-        if not procs:  # the common case: no /proc/PID/stat of the leader to read
-            return _leftovers.JobMark(child.pid, 0, child.group, child.marker), []
-        leader = _leftovers.stat(child.pid)
-        job = _leftovers.JobMark(child.pid, leader.start if leader else 0, child.group,
-                                 child.marker)
-        return job, _leftovers.select(procs, job, False,
-                                      lambda pid: _leftovers.has_marker(pid, job.marker))
-
-    def _clean_up(self, child: _Child, job: _leftovers.JobMark,
-                  found: list[_leftovers.Proc]) -> tuple[list[_leftovers.Proc], bool]:
-        """The leader of ``child`` was just reaped: SIGTERM what its job left running
-        (``found``), and SIGKILL what is still there after the grace. Returns the processes
-        sent SIGTERM, and whether a SIGKILL round (then ``CleanupDone``) follows.
-
-        When the job was killed (``LaunchKill`` to its group), its group's members got that
-        signal already and are on their way out: they are neither signalled twice nor counted
-        as left running, but the SIGKILL round after the grace covers them too."""
-        if not found:
-            return [], False
-        fresh = [p for p in found if not (child.told and p.pgid == child.pid)]
-        left = _leftovers.signal_procs(fresh, signal.SIGTERM)
-        self._at(self._clock() + max(child.grace, 0.0),
-                 lambda: self._finish_cleanup(child.key, job))
-        return left, True
-
-    def _finish_cleanup(self, key: str, job: _leftovers.JobMark) -> None:
-        killed: set[tuple[int, int]] = set()
-        for _ in range(_KILL_ROUNDS):  # a round finds what forked before the last one's SIGKILL
-            found = [p for p in self._find(job) if (p.pid, p.start) not in killed]
-            if not found:
-                break
-            _leftovers.signal_procs(found, signal.SIGKILL)
-            killed.update((p.pid, p.start) for p in found)
-        self._send(CleanupDone(key, job.marker, len(killed)))
-
-    def _find(self, job: _leftovers.JobMark) -> list[_leftovers.Proc]:
-        # the jobs still running own their subtrees: nothing of an exited job is in them
-        return _leftovers.find(job, os.getpid(), skip=self._children.keys(), single_root=True)
-
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``launcher FD [--warm MODULE,...]``. Returns the process exit status."""
@@ -425,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
+    if sys.path and sys.path[0] in ("", os.getcwd()):  # "-m" put the worker's cwd there: no
+        del sys.path[0]                                 # module is imported from it
     os.chdir("/")  # hold no directory busy
     _posix.become_subreaper()
     return _Launcher(int(args[0]), preload=preload).run()

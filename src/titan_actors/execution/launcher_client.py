@@ -49,8 +49,10 @@ from titan_actors.errors import (
     TitanError,
 )
 from titan_actors.execution import _posix
+from titan_actors.execution.command import passed_env
 from titan_actors.execution.launched import LaunchedProcess
 from titan_actors.execution.orphans import ChildRegistry, kill_records
+from titan_actors.execution.warm import ROOM_VAR
 from titan_actors.offload import run_in_thread
 from titan_actors.wire import codec
 from titan_actors.wire.frame import DEFAULT_MAX_PAYLOAD, HEADER_SIZE, FrameReader
@@ -109,7 +111,9 @@ class Launcher:
         """Start a launcher process with the interpreter ``python`` and wait until it is ready.
 
         ``warm_preload``: run the warm executor for Python jobs launched with ``warm=True``,
-        with these modules imported beforehand (None: every job is spawned).
+        with these modules imported beforehand (None: every job is spawned); ``timeout`` then
+        covers the imports too. The launcher's environment is what a job may get of this
+        process's (``command.passed_env``), nothing more.
 
         ``on_exit(process, code)`` is called from the reader greenlet for every reported exit
         (after ``process.exited`` is set); an exception it raises is logged. ``registry``:
@@ -117,8 +121,10 @@ class Launcher:
         LauncherBrokenError when the launcher exits or stays silent for ``timeout`` seconds.
         """
         parent, child = gsocket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = dict(os.environ)
+        # what a job may get of this environment, never more: warm jobs start as its copies
+        env = passed_env()
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC_ROOT, env.get("PYTHONPATH")) if p)
+        env[ROOM_VAR] = "." * 512  # room for a warm job's marker in /proc/PID/environ
         try:
             popen = subprocess.Popen(
                 [python, "-m", "titan_actors.execution.launcher", str(child.fileno()),

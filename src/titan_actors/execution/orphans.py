@@ -151,20 +151,35 @@ class ChildRegistry:
         self._append(record.to_line())
 
     def _append(self, line: str) -> None:
-        if self._lines >= _COMPACT_AT + 4 * len(self._children):
+        if self._fd < 0 or self._lines >= _COMPACT_AT + 4 * len(self._children):
             self._compact()
             return
-        os.write(self._fd, line.encode())
+        data = line.encode()
+        if os.write(self._fd, data) != len(data):  # a full disk: the rewrite says so
+            self._compact()
+            return
         self._lines += 1
 
     def _compact(self) -> None:
-        """Rewrite the journal as one line per live record."""
+        """Rewrite the journal as one line per live record; on failure nothing is appended
+        until a rewrite succeeds."""
         tmp = self._path.with_name(f".{FILE_NAME}.tmp")
-        tmp.write_text("".join(r.to_line() for r in self._children.values()))
-        os.replace(tmp, self._path)
+        try:
+            tmp.write_text("".join(r.to_line() for r in self._children.values()))
+            fd = os.open(tmp, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            try:
+                os.replace(tmp, self._path)
+            except BaseException:
+                os.close(fd)
+                raise
+        except BaseException:
+            if self._fd >= 0:
+                os.close(self._fd)
+            self._fd = -1
+            raise
         if self._fd >= 0:
             os.close(self._fd)
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._fd = fd
         self._lines = len(self._children)
 
 

@@ -3,52 +3,69 @@ the modules jobs commonly import, instead of a fresh interpreter each.
 
 Gevent-free, like the launcher that hosts it (``launcher``): the launcher is never monkey-patched
 and single-threaded, so ``os.fork`` is safe there, and it reaps its children itself. A worker asks
-for it per job (``LaunchSpawn.warm``) for ``.py`` jobs; the launcher forks only when the argv is
-exactly what a spawn would run (``[this interpreter, "-u", script, *args]``) and no memory limit
-is asked for (the forked child's address space holds the preloaded modules), else it spawns.
+for it per job (``LaunchSpawn.warm``) for ``.py`` jobs; the launcher forks only when the result is
+what a spawn would give (:meth:`Zygote.suits`): the argv is exactly ``[this interpreter, "-u",
+script, *args]``, no memory limit is asked for (the fork's address space holds the preloaded
+modules), the job's environment configures the interpreter as the launcher's does (no other
+``PYTHON*`` setting, the same ``LANG``/``LC_*``), and no file next to the script or on its
+``PYTHONPATH`` would shadow a preloaded module. Otherwise it spawns.
 
 What the job sees is what ``python -u script args`` would give it:
 
-* its own session (``setsid``), stdin /dev/null, stdout and stderr the job's pipes, unbuffered
-  text streams with the interpreter's encoding (``PYTHONIOENCODING`` of the job honoured), no
-  other descriptor of the launcher;
-* exactly its environment (``os.environ`` replaced: what its own children inherit), its cwd,
+* its own session (``setsid``) before the launcher reports it started (a kill that follows at
+  once reaches its group), stdin /dev/null, stdout and stderr the job's pipes, unbuffered text
+  streams with the interpreter's encoding (``PYTHONIOENCODING`` of the job honoured), no other
+  descriptor of the launcher;
+* exactly its environment (``os.environ`` replaced: what its own children inherit; ``TZ``
+  applied), its marker and command line in ``/proc/PID/environ`` and ``/proc/PID/cmdline``
+  (cleanup finds its pure-fork descendants by the marker; ``ps`` shows the script), its cwd,
   its resource limits, default signal dispositions (SIGINT raises KeyboardInterrupt; SIGPIPE and
-  SIGXFSZ ignored, as Python sets them), an empty signal mask;
+  SIGXFSZ ignored, as Python sets them), an empty signal mask (signals sent while it was being
+  set up are blocked until then, never handled by the launcher's handlers);
 * ``sys.argv`` ``[script, *args]``, ``sys.path`` the script's directory, then the job's
   ``PYTHONPATH``, then the interpreter's own entries; a fresh ``__main__`` module whose
   ``__file__`` is the script, compiled without inheriting any ``__future__`` flag;
 * the same ending: ``SystemExit`` codes (None 0, an int itself, anything else printed and 1), an
   uncaught exception's traceback from the script's frame on and exit 1, a KeyboardInterrupt
-  ending by SIGINT, non-daemon threads joined, ``atexit`` functions run (the launcher's own
-  cleared first), streams flushed (120 when stdout cannot be), a missing script exit 2 with
-  Python's message.
+  ending by SIGINT, non-daemon threads joined, ``atexit`` functions run (logging's shutdown
+  included), ``__main__``'s objects released (files it left open are flushed and closed,
+  ``__del__`` runs), streams flushed (120 when stdout cannot be), a missing script exit 2 with
+  Python's message. These use CPython's own exit steps (``threading._shutdown``,
+  ``atexit._run_exitfuncs``), private but stable since 3.x; the tests pin them.
 
-The job's process also holds whatever the launcher imported (``sys.modules``): a job importing
-one of those gets it at once, already initialised. Random generators reseed themselves after a
-fork (``random``, ``secrets`` and ``uuid`` use the OS's entropy or reseed at fork).
+Known differences: the job shares the launcher's string-hash seed (``PYTHONHASHSEED`` given to a
+job makes it spawn), sees the preloaded modules already imported and initialised (module
+constants read from the environment at import are refreshed for ``titan_sdk``), and its stack
+is ~15 frames deeper. Like any process of the same user, a job can read the memory of the
+process it was forked from, which once held other jobs' requests: jobs on one worker are one
+trust domain (they can read each other's ``/proc/PID/environ`` anyway); a worker running jobs
+that must not see each other's secrets sets ``--warm-executor false``.
 """
 
 from __future__ import annotations
 
 import atexit
 import builtins
+import ctypes
 import gc
 import importlib
 import io
 import os
 import resource
+import select
 import signal
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterable
 from importlib.machinery import SourceFileLoader
 from typing import NoReturn
 
+from titan_actors.execution._leftovers import MARKER_VAR
 from titan_actors.wire.messages.launcher import LaunchSpawn
 
-__all__ = ["Zygote"]
+__all__ = ["Zygote", "WarmStartFailed"]
 
 _MEMORY_LIMITS = frozenset(getattr(resource, name) for name in ("RLIMIT_AS", "RLIMIT_DATA",
                                                                 "RLIMIT_RSS")
@@ -56,16 +73,29 @@ _MEMORY_LIMITS = frozenset(getattr(resource, name) for name in ("RLIMIT_AS", "RL
 _DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGQUIT,
                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGTSTP,
                     signal.SIGTTIN, signal.SIGTTOU)
+_ALL_SIGNALS = frozenset(signal.valid_signals())
+# PYTHON* variables read by the interpreter while the job runs, or handled here
+_RUNTIME_PYTHON_VARS = frozenset({"PYTHONPATH", "PYTHONIOENCODING", "PYTHONUNBUFFERED",
+                                  "PYTHONBREAKPOINT", "PYTHONDONTWRITEBYTECODE"})
+_READY_TIMEOUT_S = 10.0
+ROOM_VAR = "TITAN_LAUNCHER_ROOM"  # pads the launcher's environment block (see _retitle)
+
+
+class WarmStartFailed(Exception):
+    """The forked child could not become the job (it exited; the message says why)."""
 
 
 class Zygote:
     """The launcher's warm state: the modules it preloaded and the interpreter's own path."""
 
-    def __init__(self, preloaded: tuple[str, ...], failed: tuple[str, ...]) -> None:
+    def __init__(self, preloaded: tuple[str, ...], failed: tuple[str, ...],
+                 shadowable: frozenset[str]) -> None:
         self.preloaded = preloaded
-        self.failed = failed  # (name: why) of the modules that could not be imported
+        self.failed = failed  # "name: why" of the modules that could not be imported
         self.interpreter = os.path.realpath(sys.executable)
+        self._shadowable = shadowable
         self._base_path = _own_path()
+        self._own_env = dict(os.environ)
         stream = sys.__stdout__
         self._encoding = getattr(stream, "encoding", None) or "utf-8"
         self._errors = getattr(stream, "errors", None) or "strict"
@@ -73,65 +103,121 @@ class Zygote:
     @classmethod
     def prepare(cls, modules: Iterable[str]) -> Zygote | None:
         """Import ``modules`` (one that fails is skipped and named in ``failed``); None when
-        importing left a thread running (forking would copy a process missing it)."""
+        importing left a thread running (a fork would copy a process missing it) or brought
+        gevent in (it must never be here)."""
+        before = set(sys.modules)
         done, failed = [], []
         for name in modules:
             try:
                 importlib.import_module(name)
-            except Exception as error:  # noqa: BLE001 - any import error: skip that module
-                failed.append(f"{name}: {error}")
+            except BaseException as error:  # noqa: BLE001 - even SystemExit: skip that module
+                failed.append(f"{name}: {error!r}")
             else:
                 done.append(name)
-        if threading.active_count() > 1 or _native_threads() > 1:
+        if threading.active_count() > 1 or _native_threads() > 1 or "gevent" in sys.modules:
             return None
+        shadowable = frozenset(name.partition(".")[0] for name in set(sys.modules) - before)
         gc.collect()
         gc.freeze()  # what is here now stays shared with every child (no refcount-free pages)
-        return cls(tuple(done), tuple(failed))
+        return cls(tuple(done), tuple(failed), shadowable)
+
+    @classmethod
+    def for_launcher(cls, modules: Iterable[str]) -> Zygote | None:
+        """:meth:`prepare`, saying on stderr (the worker's log) what went wrong."""
+        zygote = cls.prepare(modules)
+        if zygote is None:
+            print("titan launcher: importing the warm executor's modules started a thread or "
+                  "imported gevent; Python jobs are spawned instead", file=sys.stderr)
+        elif zygote.failed:
+            print("titan launcher: the warm executor could not preload: "
+                  + "; ".join(zygote.failed), file=sys.stderr)
+        return zygote
 
     def suits(self, msg: LaunchSpawn) -> bool:
         """Whether ``msg`` can be forked here with the same outcome as a spawn."""
-        argv = msg.argv
-        return (len(argv) >= 3 and argv[1] == "-u" and not argv[2].startswith("-")
+        argv, env = msg.argv, msg.env
+        if not (len(argv) >= 3 and argv[1] == "-u" and not argv[2].startswith("-")
                 and os.path.realpath(argv[0]) == self.interpreter
-                and not _MEMORY_LIMITS.intersection(msg.rlimits))
+                and not _MEMORY_LIMITS.intersection(msg.rlimits)):
+            return False
+        own = self._own_env
+        for name in set(env) | set(own):
+            if ((name.startswith("PYTHON") and name not in _RUNTIME_PYTHON_VARS
+                 or name.startswith("LC_") or name in ("LANG", "LANGUAGE"))
+                    and env.get(name) != own.get(name)):
+                return False  # it configures the interpreter differently
+        folders = [os.path.dirname(argv[2]), *_path_entries(env, msg.cwd)]
+        return not any(self._shadows(folder) for folder in folders)
+
+    def _shadows(self, folder: str) -> bool:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return False
+        return any(name.partition(".")[0] in self._shadowable for name in names)
 
     def fork(self, msg: LaunchSpawn, fds: list[int], env: dict[str, str]) -> int:
-        """Fork the job of ``msg`` (stdout/stderr ``fds``, environment ``env``) and return its
-        pid; the child never returns from here. The caller sets the cwd around the call."""
+        """Fork the job of ``msg`` (stdout/stderr ``fds``, environment ``env`` with its marker)
+        and return its pid once it is its own session and its signals are its own. Raises
+        WarmStartFailed (the child exited) or OSError (no fork). The caller sets the cwd around
+        the call; the child never returns from here."""
         for stream in (sys.stdout, sys.stderr):  # nothing of the launcher's may reach the job
             if stream is not None:
                 stream.flush()
-        pid = os.fork()
-        if pid:
-            return pid
-        try:  # the child: nothing may escape back into the launcher's loop
-            self._become_job(msg, fds, env)
-        except BaseException as error:  # noqa: BLE001
-            _die(f"titan warm executor: cannot start the job: {error!r}\n", 127)
-        _run_script(msg.argv[2])
+        ready_r, ready_w = os.pipe()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            os.close(ready_r)
+            os.close(ready_w)
+            raise
+        if pid == 0:
+            _child(self, msg, fds, env, ready_r, ready_w)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        os.close(ready_w)
+        try:
+            why = _read_until_closed(ready_r, _READY_TIMEOUT_S)
+        finally:
+            os.close(ready_r)
+        if why is None:
+            os.kill(pid, signal.SIGKILL)
+            why = f"the forked job did not get ready within {_READY_TIMEOUT_S} s"
+        if why:
+            os.waitpid(pid, 0)  # it is exiting (or killed): reap it here, nothing to report
+            raise WarmStartFailed(why)
+        return pid
 
-    def _become_job(self, msg: LaunchSpawn, fds: list[int], env: dict[str, str]) -> None:
+    def become_job(self, msg: LaunchSpawn, fds: list[int], env: dict[str, str],
+                   keep: int) -> None:
+        """In the child: turn the launcher's copy into the job's process (all but running the
+        script). ``keep``: a descriptor to leave open (the readiness pipe)."""
         signal.set_wakeup_fd(-1)
-        if msg.new_session:
-            os.setsid()
-        null = os.open(os.devnull, os.O_RDWR)
-        os.dup2(null, 0)
-        os.dup2(fds[0] if fds else null, 1)
-        os.dup2(fds[1] if fds else null, 2)
-        os.closerange(3, _max_fd())  # the launcher's socket, selector, pipes, these copies
         for sig in _DEFAULT_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        if msg.new_session:
+            os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        out = os.open(os.devnull, os.O_WRONLY) if not fds else -1
+        os.dup2(fds[0] if fds else out, 1)
+        os.dup2(fds[1] if fds else out, 2)
+        os.closerange(3, keep)  # the launcher's socket, selector, pipes, these copies
+        os.closerange(keep + 1, _max_fd())
         for res, value in msg.rlimits.items():
             resource.setrlimit(res, (value, value))
-        os.environ.clear()
+        os.environ.clear()  # libc's environ no longer points into the original block
+        _retitle(env.get(MARKER_VAR, ""), msg.argv)
         os.environ.update(env)
+        time.tzset()
+        _refresh_from_environment()
         script = msg.argv[2]
         sys.argv = list(msg.argv[2:])
         sys.orig_argv = list(msg.argv)
-        extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        sys.path[:] = [os.path.dirname(os.path.realpath(script)), *extra, *self._base_path]
+        sys.path[:] = [os.path.dirname(os.path.realpath(script)),
+                       *_path_entries(env, msg.cwd), *self._base_path]
         sys.path_importer_cache.clear()
         encoding, errors = self._encoding, self._errors
         if env.get("PYTHONIOENCODING"):
@@ -144,24 +230,46 @@ class Zygote:
         sys.stderr = sys.__stderr__ = io.TextIOWrapper(
             io.FileIO(2, "w", closefd=False), encoding, "backslashreplace", "\n",
             write_through=True)
-        atexit._clear()  # the launcher's own exit functions are not the job's
 
 
-def _run_script(script: str) -> NoReturn:
-    """Run ``script`` as ``__main__`` and end the process the way the interpreter would."""
+def _child(zygote: Zygote, msg: LaunchSpawn, fds: list[int], env: dict[str, str],
+           ready_r: int, ready_w: int) -> NoReturn:
+    """The forked child: become the job, say so, run it; never return to the launcher."""
+    code = 127
+    interrupted = False
+    try:
+        os.close(ready_r)
+        try:
+            zygote.become_job(msg, fds, env, keep=ready_w)
+        except BaseException as error:  # noqa: BLE001 - reported through the pipe
+            os.write(ready_w, f"cannot start the job: {error!r}".encode()[:4000] or b"?")
+            raise
+        os.close(ready_w)  # ready: the launcher reports the job started
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())  # signals sent meanwhile arrive now
+        code, interrupted = _run_script(msg.argv[2])
+    finally:
+        if interrupted:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        os._exit(code)
+
+
+def _run_script(script: str) -> tuple[int, bool]:
+    """Run ``script`` as ``__main__``, then the interpreter's exit steps; return (exit code,
+    ended by KeyboardInterrupt)."""
     main = types.ModuleType("__main__")
     main.__dict__.update(__file__=script, __builtins__=builtins, __cached__=None,
                          __loader__=SourceFileLoader("__main__", script), __spec__=None,
                          __package__=None)
     sys.modules["__main__"] = main
-    code = 0
-    interrupted = False
     try:
         with open(script, "rb") as f:
             source = f.read()
     except OSError as error:
-        _die(f"{sys.executable}: can't open file {script!r}: [Errno {error.errno}] "
-             f"{error.strerror}\n", 2)
+        sys.stderr.write(f"{sys.executable}: can't open file {script!r}: [Errno "
+                         f"{error.errno}] {error.strerror}\n")
+        return 2, False
+    code, interrupted = 0, False
     try:
         exec(compile(source, script, "exec", dont_inherit=True), main.__dict__)  # noqa: S102
     except SystemExit as stop:
@@ -171,22 +279,31 @@ def _run_script(script: str) -> NoReturn:
         tb = error.__traceback__.tb_next if error.__traceback__ else None  # from the script
         if isinstance(error, SyntaxError) and error.filename == script:
             tb = None  # Python shows where, not a traceback
-        sys.excepthook(type(error), error.with_traceback(tb), tb)
+        _report(error.with_traceback(tb))
         code = 1
-    code = _finish(code)
-    if interrupted:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-    os._exit(code)
+    return _finish(code, main), interrupted
 
 
-def _finish(code: int) -> int:
-    """What the interpreter does at exit: join threads, run atexit, flush the streams."""
+def _report(error: BaseException) -> None:
+    try:
+        sys.excepthook(type(error), error, error.__traceback__)
+    except BaseException:  # noqa: BLE001 - a hook that fails: Python's own, as Python does
+        sys.__excepthook__(type(error), error, error.__traceback__)
+
+
+def _finish(code: int, main: types.ModuleType) -> int:
+    """What the interpreter does at exit: join threads, run atexit, release ``__main__``'s
+    objects, flush the streams."""
     try:
         threading._shutdown()  # type: ignore[attr-defined]  # non-daemon threads run out
     except BaseException as error:  # noqa: BLE001
-        sys.excepthook(type(error), error, error.__traceback__)
+        _report(error)
     atexit._run_exitfuncs()
+    try:
+        main.__dict__.clear()  # open files flushed and closed, __del__ run
+        gc.collect()
+    except BaseException as error:  # noqa: BLE001
+        _report(error)
     for stream, failure in ((sys.stdout, 120), (sys.stderr, None)):
         try:
             if stream is not None:
@@ -210,18 +327,62 @@ def _exit_code(stop: SystemExit) -> int:
     return 1
 
 
-def _die(message: str, code: int) -> NoReturn:
+def _refresh_from_environment() -> None:
+    """Module constants that preloaded modules read from the environment at import."""
+    module = sys.modules.get("titan_sdk.titan_sdk")
+    if module is not None:
+        module._read_environment()
+        package = sys.modules.get("titan_sdk")
+        if package is not None:
+            package.TITAN_HOST, package.TITAN_PORT = module.TITAN_HOST, module.TITAN_PORT
+
+
+def _retitle(marker: str, argv: list[str]) -> None:
+    """Write the job's marker over this process's original environment block, and its argv
+    over the command line (Linux; what ``/proc/PID/environ`` and ``cmdline`` show, which a
+    forked, never exec'd process otherwise shares with the launcher). Where the blocks cannot
+    be found, or are too small, nothing changes."""
     try:
-        os.write(2, message.encode("utf-8", "backslashreplace"))
-    finally:
-        os._exit(code)
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        arg_start, arg_end, env_start, env_end = (int(v) for v in fields[45:49])
+    except (OSError, ValueError, IndexError):
+        return
+    for start, end, data in ((env_start, env_end, f"{MARKER_VAR}={marker}\0".encode()),
+                             (arg_start, arg_end, "\0".join(argv).encode() + b"\0")):
+        size = end - start
+        if start and size > 0 and (len(data) <= size or start == arg_start):
+            data = data[:size - 1] + b"\0" if len(data) > size else data
+            ctypes.memmove(start, data.ljust(size, b"\0"), size)
+
+
+def _path_entries(env: dict[str, str], cwd: str) -> list[str]:
+    """The job's PYTHONPATH as the interpreter would put it on sys.path (made absolute
+    against the job's cwd, empty entries left out)."""
+    return [os.path.normpath(os.path.join(cwd, p))
+            for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+
+
+def _read_until_closed(fd: int, timeout: float) -> str | None:
+    """What the child wrote before closing its end ("" when nothing: ready); None when it
+    did not close it within ``timeout`` seconds."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return data.decode("utf-8", "replace")
+        data += chunk
 
 
 def _own_path() -> list[str]:
-    """The interpreter's own ``sys.path`` entries: without the launcher's directory (first) and
-    what its PYTHONPATH added."""
+    """The interpreter's own ``sys.path`` entries: without what the launcher's PYTHONPATH
+    added (the launcher removed its working directory at start)."""
     added = {os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p}
-    return [p for p in sys.path[1:] if os.path.abspath(p) not in added]
+    return [p for p in sys.path if os.path.abspath(p) not in added]
 
 
 def _max_fd() -> int:
