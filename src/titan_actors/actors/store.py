@@ -196,6 +196,8 @@ class StoreActor(Actor):
         barrier = self._last_barrier
         if barrier is None or barrier.ready() and barrier.successful():
             return value
+        if value is None:  # a barrier resolves with None: it is the reply (no extra hop)
+            return barrier
         reply = Future("durable store reply")
 
         def durable(done: Future) -> None:

@@ -9,9 +9,14 @@ An :class:`Endpoint` serves one handshaken connection in both directions:
   request id. A lost connection fails every pending ``ask`` at once with BrokenError (or
   ClosedError when we closed it) instead of letting it time out.
 
-Outgoing frames go through one bounded queue and one writer greenlet that sends them in batches:
-senders never interleave bytes, replies can be queued from callbacks, and a burst of small frames
-costs one ``sendall``.
+Incoming frames are taken a read at a time: every frame one ``recv`` brought in is handled
+before the next read. Outgoing frames go through one bounded queue and one writer greenlet that
+sends them in batches: senders never interleave bytes, replies can be queued from callbacks, and
+a burst of small frames costs one send. A frame due while the writer is idle and nothing is
+queued (a reply to a lone request) is written at once by whoever produced it, with a write that
+never waits (plain TCP only, not TLS); what the socket does not take goes to the writer ahead of
+any later frame. That costs no greenlet switch, and happens at most once per endpoint per loop
+iteration, so that a burst still leaves in one batch.
 
 Limits, by design: while the reader waits for room in a full mailbox it reads nothing, replies
 included, so an actor that asks back over the same connection while its own mailbox is full
@@ -55,6 +60,10 @@ from .roles import PeerInfo, Role, role_may
 log = logging.getLogger("titan.wire")
 
 _BATCH = 64
+# indexed by a frame's flags (the reader refuses undefined bits): an IntFlag's ``&`` is a
+# Python-level enum call, a tuple lookup is not
+_IS_REPLY = tuple(bool(bits & Flag.REPLY)
+                  for bits in range(int(Flag.REPLY | Flag.ERROR | Flag.SEALED) + 1))
 
 
 class Endpoint:
@@ -93,6 +102,14 @@ class Endpoint:
         self._closed_error: ConnectionError_ | None = None
         self._closed_event = Event()
         self.remote = RemoteRef(self)
+        self._sender = Sender(self.remote, self.peer)  # the same for every request
+        self._allowed: set[int] = set()  # type ids the peer's role was checked for
+        self._scoped = self.peer.role is Role.JOB  # only a job's requests are run-scoped
+        # frames written at once (see the module docstring and _write_now)
+        self._direct = connection.can_send_nowait
+        self._writing = self._wrote_directly = False
+        self._loop = gevent.get_hub().loop
+        self._next_iteration = self._allow_direct
 
     # -- life ---------------------------------------------------------------------------------
 
@@ -154,13 +171,16 @@ class Endpoint:
     # -- sending ------------------------------------------------------------------------------
 
     def _enqueue(self, item: tuple, timeout: float | None) -> None:
-        """Queue a frame for the writer, waiting up to ``timeout`` for room.
+        """Queue a frame for the writer (or write it now, see ``_write_now``), waiting up to
+        ``timeout`` for room.
 
         A caller's own short timeout raises MailboxFullError and leaves the link alone; only a
         peer that stays silent for the whole ``send_timeout`` counts as broken.
         """
         if self._closed_error is not None:
             raise self._closed_error
+        if self._write_now(item):
+            return
         wait = self._send_timeout if timeout is None else min(timeout, self._send_timeout)
         try:
             self._outgoing.put(item, timeout=wait)
@@ -176,7 +196,7 @@ class Endpoint:
             raise error from None
 
     def _enqueue_from_callback(self, item: tuple) -> None:
-        if self._closed_error is not None:
+        if self._closed_error is not None or self._write_now(item):
             return
         try:
             self._outgoing.put_nowait(item)
@@ -188,21 +208,49 @@ class Endpoint:
         type_id, payload = codec.encode_any(message)
         self._enqueue((type_id, payload, Flag(0), request_id), timeout)
 
-    def _send_reply(self, request_id: int, future: Future) -> None:
-        if future.successful():
-            value = future.value
-            if value is None:
-                item = (0, b"", Flag.REPLY, request_id)
-            else:
-                try:
-                    type_id, payload = codec.encode_any(value)
-                    item = (type_id, payload, Flag.REPLY, request_id)
-                except Exception as error:
-                    log.error("%s: reply %r cannot be encoded: %s", self.name, value, error)
-                    item = self._error_item(request_id, error)
+    def _write_now(self, item: tuple) -> bool:
+        """Write ``item`` at once, without waiting, when the writer is idle and nothing is
+        queued before it (at most once per loop iteration). True when it was written or
+        handed to the writer; False: the caller queues it.
+
+        Never blocks and never raises, so it is callable from the hub and from any actor: when
+        the write fails, the item goes to the writer, which meets the same failure and closes
+        the endpoint the usual way (in its own greenlet).
+        """
+        if (not self._direct or self._writing or self._wrote_directly
+                or not self._outgoing.empty()):
+            return False
+        self._wrote_directly = True
+        self._loop.run_callback(self._next_iteration)
+        # the queue is empty and nothing yields in between: what is put in it here goes first
+        try:
+            rest = self.connection.try_send_batch([item])
+        except Exception:
+            self._outgoing.put_nowait(item)
+            return True
+        if rest:
+            self._outgoing.put_nowait((None, rest, Flag(0), 0))
+        return True
+
+    def _allow_direct(self) -> None:
+        self._wrote_directly = False
+
+    def _send_value(self, request_id: int, value: Any) -> None:
+        """Queue the reply that carries ``value`` (never blocks; callable from the hub)."""
+        if value is None:
+            item = (0, b"", Flag.REPLY, request_id)
         else:
-            item = self._error_item(request_id, future.exception)
+            try:
+                type_id, payload = codec.encode_any(value)
+                item = (type_id, payload, Flag.REPLY, request_id)
+            except Exception as error:
+                log.error("%s: reply %r cannot be encoded: %s", self.name, value, error)
+                item = self._error_item(request_id, error)
         self._enqueue_from_callback(item)
+
+    def _send_error(self, request_id: int, error: BaseException) -> None:
+        """Queue the reply that carries ``error`` (never blocks; callable from the hub)."""
+        self._enqueue_from_callback(self._error_item(request_id, error))
 
     @staticmethod
     def _error_item(request_id: int, error: BaseException) -> tuple:
@@ -211,24 +259,34 @@ class Endpoint:
 
     def _write_loop(self) -> None:
         outgoing = self._outgoing
+        send_batch = self.connection.send_batch
+        # one timer for every batch (armed around each send): a peer that stops reading for
+        # send_timeout breaks the connection
+        stalled = gevent.Timeout(self._send_timeout, BrokenError(
+            f"{self.connection.peer_address} stopped reading for {self._send_timeout} s"))
         while True:
             batch = [outgoing.get()]
             while len(batch) < _BATCH and not outgoing.empty():
                 batch.append(outgoing.get_nowait())
-            with gevent.Timeout(self._send_timeout, BrokenError(
-                    f"{self.connection.peer_address} stopped reading for "
-                    f"{self._send_timeout} s")):
-                self.connection.send_batch(batch)
+            stalled.start()
+            self._writing = True  # no frame may overtake the batch while it is sent
+            try:
+                send_batch(batch)
+            finally:
+                self._writing = False
+                stalled.cancel()
 
     # -- receiving ----------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
+        recv_batch = self.connection.recv_batch
+        on_reply, on_request = self._on_reply, self._on_request
         while True:
-            frame = self.connection.recv()
-            if frame.flags & Flag.REPLY:
-                self._on_reply(frame)
-            else:
-                self._on_request(frame)
+            for frame in recv_batch():  # every frame one read brought in
+                if _IS_REPLY[frame.flags]:
+                    on_reply(frame)
+                else:
+                    on_request(frame)
 
     def _on_reply(self, frame: Frame) -> None:
         future = self._pending.pop(frame.request_id, None)
@@ -245,9 +303,12 @@ class Endpoint:
         try:
             if self.local is None:
                 raise PermissionDeniedError(f"{self.name} accepts no requests")
-            self._authorize(message_class(frame.type_id))  # before spending work on decoding
+            if frame.type_id not in self._allowed:  # checked before spending work on decoding
+                self._authorize(message_class(frame.type_id))
+                self._allowed.add(frame.type_id)
             message = codec.decode_frame_message(frame)
-            self._check_scope(message)
+            if self._scoped:
+                self._check_scope(message)
         except TitanError as error:
             if request_id:
                 self._enqueue_from_callback(self._error_item(request_id, error))
@@ -255,10 +316,9 @@ class Endpoint:
                 log.warning("%s: refused a message from %s: %s", self.name,
                             self.connection.peer_address, error)
             return
-        reply = Future(f"reply to {type(message).__name__}") if request_id else None
-        envelope = Envelope(message, Sender(self.remote, self.peer), reply)
+        reply = _Reply(self, request_id) if request_id else None
         try:
-            self.local.deliver(envelope, self._delivery_timeout)
+            self.local.deliver(Envelope(message, self._sender, reply), self._delivery_timeout)
         except TitanError as error:
             if reply is None:
                 # A tell must never vanish: break the link so that the peer learns it was lost.
@@ -266,8 +326,6 @@ class Endpoint:
                                   f"{self.connection.peer_address} could not be delivered "
                                   f"({error}); closing the connection") from error
             reply.set_exception(error)
-        if reply is not None:
-            reply.add_done_callback(lambda done: self._send_reply(request_id, done))
 
     def _authorize(self, message_type: type) -> None:
         required = message_type.REQUIRES
@@ -312,6 +370,28 @@ class Endpoint:
         future = self._pending.pop(request_id, None)
         if future is not None:
             future.set_exception(error)
+
+
+class _Reply(Future):
+    """The Future of a peer's ask: resolving it queues the reply frame at once, in the
+    resolving greenlet, instead of one hub callback later (it never blocks)."""
+
+    __slots__ = ("_endpoint", "_request_id")
+
+    def __init__(self, endpoint: Endpoint, request_id: int) -> None:
+        super().__init__("reply to a peer's request")
+        self._endpoint = endpoint
+        self._request_id = request_id
+
+    def set(self, value: Any = None) -> None:
+        if not self._result.ready():
+            self._result.set(value)
+            self._endpoint._send_value(self._request_id, value)
+
+    def set_exception(self, exc: BaseException) -> None:
+        if not self._result.ready():
+            self._result.set_exception(exc)
+            self._endpoint._send_error(self._request_id, exc)
 
 
 class RemoteRef(Ref):

@@ -55,6 +55,14 @@ def _wrap_tls(sock: gsocket.socket, context: ssl.SSLContext, *, server_side: boo
                                 server_hostname=server_hostname, _context=context)
 
 
+def _sender_nowait(sock: gsocket.socket) -> Callable[[bytes | memoryview], int]:
+    """``send`` that takes what the socket's buffer takes now and never waits: gevent raises
+    BlockingIOError instead of switching when the timeout is 0 (so it is safe in the hub)."""
+    def send(data: bytes | memoryview) -> int:
+        return sock.send(data, 0, timeout=0.0)
+    return send
+
+
 def should_seal(policy: SealFrames, peer_host: str, over_tls: bool, has_key: bool) -> bool:
     """Whether frames on a connection must carry a MAC (see the ``seal_frames`` setting)."""
     if not has_key or policy is SealFrames.NEVER:
@@ -170,8 +178,11 @@ class ActorServer:
                                 ConnectTimeoutError("handshake took too long")):
                 if self._tls is not None:
                     sock = _wrap_tls(sock, self._tls, server_side=True)
+                # TLS gets no unwaiting writes: a retried SSL write must repeat the same bytes
                 connection = Connection(sock, max_payload=self._max_payload,
-                                        send_lock=make_send_lock())
+                                        send_lock=make_send_lock(),
+                                        send_nowait=None if self._tls is not None
+                                        else _sender_nowait(sock))
                 handshake = ServerHandshake(
                     self._identity, self._keys, connection.peer_address, seal=seal,
                     allowed_roles=self._allowed_roles, token_valid=self.token_valid,
@@ -226,7 +237,8 @@ def dial(host: str, port: int, *, role: Role = Role.CLIENT, identity: str = "cli
                 f"{host}:{port} did not finish the handshake within {timeout} s")):
             if tls is not None:
                 sock = _wrap_tls(sock, tls, server_side=False, server_hostname=host)
-            connection = Connection(sock, max_payload=max_payload, send_lock=make_send_lock())
+            connection = Connection(sock, max_payload=max_payload, send_lock=make_send_lock(),
+                                    send_nowait=None if tls is not None else _sender_nowait(sock))
             session = client_handshake(connection, ClientHandshake(role, identity, keys, token))
     except ssl.SSLError as error:
         sock.close()
