@@ -28,6 +28,9 @@ log = logging.getLogger("titan.worker")
 # After the drain timeout: how long killed attempts' reports may wait for the master's
 # acknowledgement before the worker stops anyway (the master's lease then covers them).
 _REPORT_GRACE = 5.0
+# The pause between dials to an unreachable master, as a share of how long it has been
+# unreachable (see MasterLink._back_off).
+_BACKOFF_SHARE = 0.1
 
 
 def _key(ref: w.AttemptRef) -> str:
@@ -76,7 +79,7 @@ class MasterLink:
 
     def _connect_loop(self) -> None:
         """Dial, register, wait for the link to end, and again, with a capped backoff."""
-        delay = self.options.reconnect_min
+        failing_since: float | None = None  # the first failed dial since the last registration
         host, port = self.options.master
         while not self._stopping:
             try:
@@ -84,8 +87,7 @@ class MasterLink:
                                 keys=self.keys, local=self.ref, timeout=5.0)
             except Exception as error:
                 log.info("cannot reach the master at %s:%d: %s", host, port, error)
-                gevent.sleep(delay)  # a reconnect backoff, not a wait for a condition
-                delay = min(delay * 2, self.options.reconnect_max)
+                failing_since = self._back_off(failing_since)
                 continue
             try:
                 running, finished = self.ref.ask(_RegistrationState(), timeout=10)
@@ -96,14 +98,29 @@ class MasterLink:
             except Exception as error:
                 log.warning("registration with the master failed: %s", error)
                 endpoint.close()
-                gevent.sleep(delay)
-                delay = min(delay * 2, self.options.reconnect_max)
+                failing_since = self._back_off(failing_since)
                 continue
-            delay = self.options.reconnect_min
+            failing_since = None
             self.notify(_Connected(endpoint, tuple(result.ref for result in finished)))
             while not self._stopping and not endpoint.wait_closed(5.0):
                 pass
             self.notify(_Disconnected(endpoint))
+
+    def _back_off(self, failing_since: float | None) -> float:
+        """Pause before the next dial; return when the failures began (now if they just did).
+
+        The pause is :data:`_BACKOFF_SHARE` of the time the master has been unreachable, within
+        ``reconnect_min`` and ``reconnect_max``: a master restarted after a second or two is
+        found again within a tenth of its downtime, and a long outage is dialled every
+        ``reconnect_max``. (Doubling pauses dial 1.55 s and 2.55 s after the loss: a master
+        back after 1.6 s would wait almost another second for its workers.)
+        """
+        now = self.clock.monotonic()
+        since = now if failing_since is None else failing_since
+        pause = min(max((now - since) * _BACKOFF_SHARE, self.options.reconnect_min),
+                    self.options.reconnect_max)
+        gevent.sleep(pause)  # a reconnect backoff, not a wait for a condition
+        return since
 
     @handles(_RegistrationState)
     def _registration_state(self, msg: _RegistrationState):

@@ -30,7 +30,8 @@ RECORD_HEADER: Final = struct.Struct("!III")
 FILE_HEADER_SIZE: Final = FILE_HEADER.size
 RECORD_HEADER_SIZE: Final = RECORD_HEADER.size
 
-_LENGTH_MASK: Final = 0xFFFFFFFF
+#: ``length ^ inverted_length`` of every consistent record header.
+LENGTH_MASK: Final = 0xFFFFFFFF
 #: Largest payload accepted by default, on write and on replay (checked before allocating).
 DEFAULT_MAX_RECORD_SIZE: Final = 16 * 1024 * 1024
 
@@ -61,7 +62,7 @@ def encode_record(payload: bytes, max_record_size: int = DEFAULT_MAX_RECORD_SIZE
     if size > max_record_size:
         raise AofRecordTooLargeError(
             f"record of {size} bytes exceeds the maximum record size of {max_record_size} bytes")
-    return RECORD_HEADER.pack(size, size ^ _LENGTH_MASK, zlib.crc32(payload)) + payload
+    return RECORD_HEADER.pack(size, size ^ LENGTH_MASK, zlib.crc32(payload)) + payload
 
 
 def decode_record_header(data: bytes, offset: int = 0) -> tuple[int, int, int]:
@@ -72,14 +73,14 @@ def decode_record_header(data: bytes, offset: int = 0) -> tuple[int, int, int]:
 
 def header_is_consistent(length: int, inverted: int) -> bool:
     """True when the two copies of a record's length agree (the length was not damaged)."""
-    return length ^ inverted == _LENGTH_MASK
+    return length ^ inverted == LENGTH_MASK
 
 
 def inverted_length(inverted: int) -> int:
     """Return the length that the inverted copy ``inverted`` stands for."""
-    return inverted ^ _LENGTH_MASK
+    return inverted ^ LENGTH_MASK
 
 
-def payload_crc(payload: bytes) -> int:
-    """Return the CRC-32 stored in a record's header for ``payload``."""
-    return zlib.crc32(payload)
+#: ``payload_crc(payload)``: the CRC-32 stored in a record's header for ``payload`` (zlib's own
+#: function, not a wrapper: replay calls it once per record).
+payload_crc: Final = zlib.crc32

@@ -174,11 +174,20 @@ def _read_file_header(path: Path, f: BinaryIO) -> int:
 def _scan_records(path: Path, f: BinaryIO, size: int, version: int, max_record_size: int,
                   keep_records: bool) -> ReplayResult:
     records: list[bytes] = []
+    keep = records if keep_records else None
     count = 0
     offset = _rec.FILE_HEADER_SIZE
     damage: Damage | None = None
     while offset < size:
-        step = _next_record(f, offset, size, max_record_size, records if keep_records else None)
+        # Good records in bulk; the record the bulk pass stops at (damaged, or one it cannot
+        # take as is) is read again on its own and classified, and the bulk pass resumes after
+        # it when it is good after all.
+        taken, offset = _bulk_records(f, offset, size, max_record_size, keep)
+        count += taken
+        if offset >= size:
+            break
+        f.seek(offset)
+        step = _next_record(f, offset, size, max_record_size, keep)
         if isinstance(step, Damage):
             damage = step
             break
@@ -187,6 +196,48 @@ def _scan_records(path: Path, f: BinaryIO, size: int, version: int, max_record_s
     return ReplayResult(path=path, records=tuple(records), record_count=count,
                         format_version=version, last_good_offset=offset, file_size=size,
                         damage=damage)
+
+
+def _bulk_records(f: BinaryIO, offset: int, size: int, max_record_size: int,
+                  records: list[bytes] | None) -> tuple[int, int]:
+    """Take the good records from ``offset`` on, reading the file in large chunks.
+
+    The fast path of a scan (one unpack, one slice and one CRC per record, no seek and no call
+    of ours): it stops at the end of the file (``size``) or at the first record it does not
+    take as is, an inconsistent or oversized header, a record running past the end of the file
+    or a CRC mismatch, which :func:`_next_record` then classifies. Returns (records taken, the
+    offset just past them).
+    """
+    unpack, crc32, mask = _rec.RECORD_HEADER.unpack_from, _rec.payload_crc, _rec.LENGTH_MASK
+    header_size = _rec.RECORD_HEADER_SIZE
+    keep = records.append if records is not None else None
+    f.seek(offset)
+    count, tail, need = 0, b"", 0  # tail: bytes read from ``offset`` on and not taken yet
+    while True:
+        readable = size - offset - len(tail)
+        chunk = f.read(min(max(_READ_BUFFER, need - len(tail)), readable)) if readable > 0 \
+            else b""
+        if not chunk:
+            return count, offset
+        buf = tail + chunk if tail else chunk
+        pos, limit, need = 0, len(buf), 0
+        while pos + header_size <= limit:
+            length, inverted, crc = unpack(buf, pos)
+            if length ^ inverted != mask or length > max_record_size:
+                return count, offset + pos
+            end = pos + header_size + length
+            if end > limit:
+                need = end - pos  # a record longer than what is buffered: read at least that
+                break
+            payload = buf[pos + header_size:end]
+            if crc32(payload) != crc:
+                return count, offset + pos
+            if keep is not None:
+                keep(payload)
+            count += 1
+            pos = end
+        tail = buf[pos:]
+        offset += pos
 
 
 def _next_record(f: BinaryIO, offset: int, size: int, max_record_size: int,

@@ -203,3 +203,27 @@ def test_scan_can_count_without_keeping_records(tmp_path):
     data, _ = build(PAYLOADS)
     result = scan(write(tmp_path / "f.aof", data), keep_records=False)
     assert result.records == () and result.record_count == len(PAYLOADS)
+
+
+def test_records_across_read_chunks_and_larger_than_a_chunk(tmp_path):
+    """Replay reads in 1 MiB chunks: records straddling a chunk's end, a record longer than a
+    chunk, and damage past the first chunk are all read and classified as record by record."""
+    payloads = [bytes([n % 251]) * (700 + n % 97) for n in range(3000)]
+    payloads[1500] = b"big" * 600_000  # 1.8 MB: longer than a chunk
+    data, starts = build(payloads)
+    path = write(tmp_path / "f.aof", data)
+    result = replay(path)
+    assert result.records == tuple(payloads) and result.damage is None
+    assert result.last_good_offset == len(data)
+
+    victim = 2500  # well past the first chunk
+    damaged = bytearray(data)
+    damaged[starts[victim] + rec.RECORD_HEADER_SIZE + 5] ^= 0xFF
+    with pytest.raises(AofCorruptError, match=f"offset {starts[victim]}"):
+        replay(write(path, bytes(damaged)))
+
+    cut = starts[2999] + 100  # a torn last record, past the big one
+    result = replay(write(path, data[:cut]))
+    assert result.records == tuple(payloads[:2999])
+    assert result.damage.kind is DamageKind.TORN
+    assert result.last_good_offset == starts[2999]
