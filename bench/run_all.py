@@ -1,20 +1,24 @@
 """Run every benchmark of bench/ and print its figures (``make bench``).
 
 Each benchmark reports ratios against a baseline measured in the same run; the figures are also
-written to bench/results/latest.json (git-ignored) for comparison between runs.
+written to bench/results/latest.json (git-ignored) for comparison between runs. ``BENCH_ONLY``
+(comma-separated names, e.g. ``bench_e2e,bench_store``) runs some of them; bench_peers installs
+Celery, Dask and Ray into throwaway venvs under .bench-peers/ on its first run (PyPI needed).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import platform
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_codec", "bench_ask", "bench_aof", "bench_spawn", "bench_e2e", "bench_store"]
+BENCHES = ["bench_codec", "bench_ask", "bench_aof", "bench_spawn", "bench_e2e", "bench_scheduler",
+           "bench_store", "bench_recovery", "bench_peers"]
 
 
 def _load(name: str):
@@ -28,7 +32,12 @@ def _load(name: str):
 def main() -> int:
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "python": sys.version.split()[0],
                "machine": platform.machine()}
-    for name in BENCHES:
+    only = [name for name in os.environ.get("BENCH_ONLY", "").split(",") if name]
+    unknown = sorted(set(only) - set(BENCHES))
+    if unknown:
+        print(f"unknown benchmarks {unknown}; there are {BENCHES}", file=sys.stderr)
+        return 2
+    for name in only or BENCHES:
         module = _load(name)
         print(f"== {name}")
         figures = module.main()
