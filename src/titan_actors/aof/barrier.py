@@ -45,14 +45,15 @@ def failed_barrier(error: BaseException) -> Barrier:
 
 
 class Batch:
-    """Encoded records queued together; their barriers share ``result``."""
+    """Encoded records queued together; they share one ``barrier`` (and its ``result``)."""
 
-    __slots__ = ("nbytes", "records", "result")
+    __slots__ = ("barrier", "nbytes", "records", "result")
 
     def __init__(self) -> None:
         self.records: list[bytes] = []
         self.nbytes = 0
         self.result = gevent.event.AsyncResult()
+        self.barrier = Barrier(self.result)
 
     def resolve(self) -> None:
         """Acknowledge every record of the batch."""
@@ -82,15 +83,17 @@ class WriteQueue:
         return bool(self._batches)
 
     def put(self, record: bytes) -> Barrier:
-        """Queue ``record`` in the open batch; return its barrier. Never blocks."""
+        """Queue ``record`` in the open batch; return its barrier (the batch's: the records of
+        a batch become durable together). Never blocks."""
         batch = self._open
         if batch is None:
             batch = self._open = Batch()
             self._batches.append(batch)
         batch.records.append(record)
-        batch.nbytes += len(record)
-        self.nbytes += len(record)
-        return Barrier(batch.result)
+        size = len(record)
+        batch.nbytes += size
+        self.nbytes += size
+        return batch.barrier
 
     def take(self) -> list[Batch]:
         """Remove and return every batch, and wake the appenders waiting for room."""

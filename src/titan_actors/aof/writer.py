@@ -2,8 +2,10 @@
 
 An owner (the master, the store) appends an encoded record for every state change and replies to
 its caller only when the record's :class:`~titan_actors.aof.barrier.Barrier` resolves, from a
-``rawlink`` callback so that its own loop never blocks. File I/O that can take long (fsync,
-batched writes, the rewrite) runs in gevent's threadpool so that the event loop keeps running.
+``rawlink`` callback so that its own loop never blocks for long. A small batch is written and
+fsynced in the hub's thread (a fast fsync costs less than handing it to a thread); file I/O that
+can take long (big batches, any batch soon after an fsync that was slow, the rewrite) runs in
+gevent's threadpool so that the event loop keeps running.
 
 Failure model: a write or fsync error fails the barrier of every record not yet durable with
 :class:`~titan_actors.errors.AofWriteError` and leaves the file **degraded**: later appends fail
@@ -47,6 +49,10 @@ from titan_actors.offload import run_in_thread
 log = logging.getLogger("titan.aof")
 
 MiB = 1024 * 1024
+_INLINE_MAX_BYTES = 256 * 1024  # batches up to this size are written in the hub's thread
+_INLINE_SLOW_S = 0.01           # an inline write+fsync slower than this ...
+_THREADED_AFTER_SLOW = 200      # ... sends this many flushes to the threadpool
+_OPEN = AofState.OPEN  # read on every append (an Enum class attribute is slow to read)
 
 
 class AppendOnlyFile(_rw.CompactionMixin):
@@ -63,6 +69,8 @@ class AppendOnlyFile(_rw.CompactionMixin):
         self._fd = fd
         self._replayed = replayed
         self._o = options
+        self._always = options.policy is FsyncPolicy.ALWAYS  # read on every append
+        self._threaded_flushes = 0  # after a slow inline fsync: this many go to the threadpool
         self._threadpool = gevent.get_hub().threadpool
         self._state = AofState.OPEN
         self._failure: AofWriteError | None = None
@@ -196,26 +204,39 @@ class AppendOnlyFile(_rw.CompactionMixin):
         A write failure does not raise: the barrier fails (and so does every later one).
         """
         record = _rec.encode_record(payload, self._o.max_record_size)
-        self._check_not_closed()
-        self._queue.wait_for_room(len(record), self._o.append_timeout, self._still_waiting)
+        if self._state is not _OPEN:
+            self._check_not_closed()
+        queue = self._queue
+        size = len(record)
+        if queue.nbytes and queue.nbytes + size > queue.max_bytes:
+            queue.wait_for_room(size, self._o.append_timeout, self._still_waiting)
         if self._failure is not None:
             return failed_barrier(self._failure)
         # Nothing below yields, so records land in the order of the append() calls.
         if self._rewrite_job is not None:
             self._rewrite_job.mirror(record)
-        self._size += len(record)
+        self._size += size
         # Write directly only when nothing is queued or being written, to keep the order.
-        if (self._o.policy is FsyncPolicy.ALWAYS or self._swapping or self._queue
-                or self._flushing):
-            barrier = self._queue.put(record)
+        if self._always or self._swapping or queue or self._flushing:
+            barrier = queue.put(record)
             self._flush_wakeup.set()
             return barrier
         try:
-            _rw.write_all(self._o.write, self._fd, record, self._written)
+            # one write takes the whole record (almost always): write_all only for the rest
+            written = self._o.write(self._fd, record)
+            if written != size:
+                if written <= 0:
+                    raise OSError(f"write returned {written} with {size} bytes left")
+                _rw.write_all(self._o.write, self._fd, memoryview(record)[written:],
+                              self._written)
         except OSError as e:
+            try:  # as write_all does: no partial record stays to become mid-file damage
+                os.ftruncate(self._fd, self._written)
+            except OSError:
+                pass  # the write's error is the one to report; replay drops a torn tail
             self._degrade(e, "write")
             return failed_barrier(self._failure)
-        self._written += len(record)
+        self._written += size
         self._dirty.set()
         return self._done
 
@@ -261,7 +282,14 @@ class AppendOnlyFile(_rw.CompactionMixin):
         sync = self._o.policy is FsyncPolicy.ALWAYS
         self._flushing = True
         try:
-            self._run_blocking(self._write_out, self._fd, data, self._written, sync)
+            if self._inline_ok(len(data)):
+                started = time.monotonic()
+                self._write_out(self._fd, data, self._written, sync)
+                if time.monotonic() - started > _INLINE_SLOW_S:  # a slow disk: not in the loop
+                    self._threaded_flushes = _THREADED_AFTER_SLOW
+            else:
+                self._threaded_flushes = max(0, self._threaded_flushes - 1)
+                self._run_blocking(self._write_out, self._fd, data, self._written, sync)
         except OSError as e:
             self._degrade(e, "write and fsync" if sync else "write", batches)
             return
@@ -276,6 +304,14 @@ class AppendOnlyFile(_rw.CompactionMixin):
         self._dirty.set()
         for batch in batches:
             batch.resolve()
+
+    def _inline_ok(self, size: int) -> bool:
+        """Whether this batch is written (and fsynced) in the hub's own thread: a small batch
+        with the real ``os.write``/``os.fsync`` while the disk answers fast. Handing it to the
+        threadpool costs two thread wake-ups and a GIL hand-over, more than a fast fsync
+        (~0.2 ms here); replacements given by tests may block, so they always go there."""
+        return (size <= _INLINE_MAX_BYTES and not self._threaded_flushes
+                and self._o.write is os.write and self._o.fsync is os.fsync)
 
     def _write_out(self, fd: int, data: bytes, start: int, sync: bool) -> None:
         _rw.write_all(self._o.write, fd, data, start)

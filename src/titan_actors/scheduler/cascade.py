@@ -2,7 +2,8 @@
 done, skipping and cancelling descendants, cancelling, and retrying by hand.
 
 The base of :class:`~titan_actors.scheduler.engine.Scheduler`; every change goes through
-:meth:`Cascades._emit` (apply a record, then keep it for the caller).
+:meth:`Cascades._emit` (apply a record, then keep it for the caller), or for a job's
+transition :meth:`Cascades._move` (the same, applied to the job in hand without looking it up).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ __all__ = ["Cascades"]
 
 _KEEP = object()  # "keep the job's current value"
 _BLOCKING_STATES = TERMINAL_STATES - SATISFYING_STATES  # a parent here never lets a child go
+# the members used on the hot paths, looked up once (an Enum class attribute is slow to read)
+_PENDING, _QUEUED, _WAITING = JobState.PENDING, JobState.QUEUED, JobState.WAITING
+_GATE = JobKind.GATE
 
 
 class Cascades:
@@ -49,7 +53,8 @@ class Cascades:
             reason,
             job.port if port is None else port,
             job.restarts if restarts is None else restarts)
-        self._emit(out, record)
+        self._state.move(job, record)
+        out.append(record)
         return record
 
     # -- one job --------------------------------------------------------------------------------
@@ -57,25 +62,25 @@ class Cascades:
     def _settle(self, out: list[Record], job: Job, now: float) -> None:
         """A PENDING job whose parents are all satisfied: QUEUED, or delayed first; a gate
         WAITING for its decision."""
-        if (job.state is not JobState.PENDING or job.unmet or job.not_before
-                or job.blocked):
+        if job.state is not _PENDING or job.unmet or job.not_before or job.blocked:
             return
-        if job.spec.kind is JobKind.GATE:  # no process: it waits for a person, until a deadline
-            self._move(out, job, JobState.WAITING, now,
-                       not_before=now + job.spec.max_wait_seconds,
-                       reason=f"waiting for a decision: {job.spec.message}".rstrip(": "))
-        elif job.spec.delay > 0:
-            self._move(out, job, JobState.PENDING, now, not_before=now + job.spec.delay,
-                       reason=f"delay of {job.spec.delay:g} s")
+        spec = job.spec
+        if spec.kind is _GATE:  # no process: it waits for a person, until a deadline
+            self._move(out, job, _WAITING, now, not_before=now + spec.max_wait_seconds,
+                       reason=f"waiting for a decision: {spec.message}".rstrip(": "))
+        elif spec.delay > 0:
+            self._move(out, job, _PENDING, now, not_before=now + spec.delay,
+                       reason=f"delay of {spec.delay:g} s")
         else:
-            self._move(out, job, JobState.QUEUED, now)
+            self._move(out, job, _QUEUED, now)
 
     def _blocker(self, job: Job) -> str:
         """Why ``job`` can never run as things stand ("" when it can)."""
         if job.blocked:
             return f"parent {job.blocked} was forgotten before it completed"
+        lookup = self._state.lookup
         for key in job.parents:
-            parent = self._state.lookup(key)
+            parent = lookup(key)
             if parent is not None and parent.state in _BLOCKING_STATES:
                 return f"parent {self._ref(key, job.run_id)} is {parent.state}"
         return ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from ..errors import (
     InvalidTransitionError,
@@ -24,42 +24,29 @@ from ..errors import (
 )
 from .backoff import Backoff
 from .cascade import Cascades
-from .dag import check_jobs
+from .dag import check_jobs, collector_held
+from .dispatch import Assignment, Dispatcher
 from .gates import GateDecisions, expand_hitl
-from .model import ON_WORKER_STATES, JobKind, JobSpec, JobState, RunSpec
-from .records import JobsAdded, JobTransition, Record, RunsForgotten, RunSubmitted
+from .model import ON_WORKER_STATES, JobKind, JobSpec, JobState, RunSpec, RunState
+from .records import JobsAdded, Record, RunsForgotten, RunSubmitted
 from .resubmit import submitted_spec
-from .routing import Workers, choose, lane_of
+from .routing import Workers, lane_of
 from .services import ServiceReports
 from .snapshot import DEFAULT_BUDGET, take
 from .state import Job, Run, State, run_id_at
-from .views import JobView, RunView, iso, job_view, run_view
+from .views import JobView, RunView, iso, job_view, run_state, run_view
 
 __all__ = ["Assignment", "Scheduler"]
 
 _DEFAULT_BACKOFF = Backoff(base=1.0, cap=60.0, jitter=0.1)
 # the states a report about the current attempt leaves a job in
 _REPORTED = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.DEAD})
+_COMPLETED, _SERVICE = JobState.COMPLETED, JobKind.SERVICE
+_QUEUED, _FAILED = JobState.QUEUED, JobState.FAILED
+_WAITS = frozenset({JobState.PENDING, _QUEUED, _FAILED})  # the states a job waits in
 
 
-@dataclass(frozen=True, slots=True)
-class Assignment:
-    """A dispatch decision: run ``spec`` on ``worker`` as (``attempt``, ``epoch``).
-
-    ``record`` is the RUNNING transition that :meth:`Scheduler.assign` already applied (append
-    it to the AOF with the other records).
-    """
-
-    run_id: str
-    job_id: str
-    worker: str
-    attempt: int
-    epoch: int
-    spec: JobSpec
-    record: JobTransition
-
-
-class Scheduler(GateDecisions, ServiceReports, Cascades):
+class Scheduler(Dispatcher, GateDecisions, ServiceReports, Cascades):
     """All runs and jobs, the live workers, and the decisions about them.
 
     Decision methods return the records they applied, in order; a method that raises has
@@ -76,12 +63,15 @@ class Scheduler(GateDecisions, ServiceReports, Cascades):
         self._workers = Workers()
         self._backoff = backoff
         self._rng = rng if rng is not None else random.Random()
+        self._ids: dict[str, tuple[str, ...]] = {}  # run id -> its job ids, for its view
 
     # -- replay -------------------------------------------------------------------------------
 
     def apply(self, record: Record) -> None:
         """Apply one replayed record. Raises InconsistentRecordError when it does not fit."""
         self._state.apply(record)
+        if type(record) is RunsForgotten:
+            self._forget_ids(record.run_ids)
 
     def snapshot(self, *, budget: int = DEFAULT_BUDGET) -> list[Record]:
         """The live state as a short list of records (AOF compaction): applied in order to a
@@ -116,14 +106,16 @@ class Scheduler(GateDecisions, ServiceReports, Cascades):
         """
         what = f"run '{spec.name}'" + (f" ({spec.source})" if spec.source else "")
         self._check_submitter(what, from_run, from_job)
-        jobs = self._through_gates(expand_hitl(spec.jobs), self._resolver(from_run))
-        plan = check_jobs(jobs, resolve=self._resolver(from_run), what=what)
-        agent = spec.agent_run_id or (self._state.runs[from_run].agent_run_id if from_run else "")
-        spec = replace(spec, jobs=jobs, agent_run_id=agent)
-        run_id = self.new_run_id(now)
-        out: list[Record] = []
-        self._emit(out, RunSubmitted(run_id, spec, now, plan.parents, from_run, from_job))
-        self._start(out, run_id, plan.order, now)
+        with collector_held():
+            jobs = self._through_gates(expand_hitl(spec.jobs), self._resolver(from_run))
+            plan = check_jobs(jobs, resolve=self._resolver(from_run), what=what)
+            agent = spec.agent_run_id or (self._state.runs[from_run].agent_run_id
+                                          if from_run else "")
+            spec = replace(spec, jobs=jobs, agent_run_id=agent)
+            run_id = self.new_run_id(now)
+            out: list[Record] = []
+            self._emit(out, RunSubmitted(run_id, spec, now, plan.parents, from_run, from_job))
+            self._start(out, run_id, plan.order, now)
         return run_id, out
 
     def add_jobs(self, run_id: str, jobs: Iterable[JobSpec], now: float, *,
@@ -136,12 +128,13 @@ class Scheduler(GateDecisions, ServiceReports, Cascades):
         run = self._run(run_id)
         what = f"jobs for run {run_id} ('{run.name}')"
         self._check_submitter(what, from_run, from_job)
-        jobs = self._through_gates(expand_hitl(jobs), self._resolver(from_run), run_id)
-        plan = check_jobs(jobs, resolve=self._resolver(from_run), existing=run.jobs,
-                          what=what)
-        out: list[Record] = []
-        self._emit(out, JobsAdded(run_id, jobs, now, plan.parents, from_run, from_job))
-        self._start(out, run_id, plan.order, now)
+        with collector_held():
+            jobs = self._through_gates(expand_hitl(jobs), self._resolver(from_run), run_id)
+            plan = check_jobs(jobs, resolve=self._resolver(from_run), existing=run.jobs,
+                              what=what)
+            out: list[Record] = []
+            self._emit(out, JobsAdded(run_id, jobs, now, plan.parents, from_run, from_job))
+            self._start(out, run_id, plan.order, now)
         return out
 
     def _check_submitter(self, what: str, from_run: str, from_job: str) -> None:
@@ -163,62 +156,14 @@ class Scheduler(GateDecisions, ServiceReports, Cascades):
     def _start(self, out: list[Record], run_id: str, order: tuple[str, ...], now: float) -> None:
         """Settle new jobs, parents first: skipped under a parent that can no longer satisfy
         them, queued or delayed when every parent is satisfied, pending otherwise."""
-        run = self._state.runs[run_id]
+        jobs = self._state.runs[run_id].jobs
         for job_id in order:
-            job = run.jobs[job_id]
-            blocker = self._blocker(job)
+            job = jobs[job_id]
+            blocker = self._blocker(job) if job.parents or job.blocked else ""
             if blocker:
                 self._move(out, job, JobState.SKIPPED, now, reason=blocker)
-            else:
+            elif not job.unmet:  # (else it waits for its parents)
                 self._settle(out, job, now)
-
-    # -- workers and dispatch ---------------------------------------------------------------
-
-    def set_worker(self, name: str, tags: Iterable[str], slots: int) -> None:
-        """Add or update a live worker: its exact capability tags and its slots."""
-        self._workers.set(name, tags, slots)
-
-    def remove_worker(self, name: str) -> None:
-        """Forget a live worker (its running jobs stay RUNNING until reported or lost)."""
-        self._workers.remove(name)
-
-    def assign(self, now: float) -> list[Assignment]:
-        """Dispatch QUEUED jobs into every free slot of the live workers.
-
-        Each assignment moves its job to RUNNING with the next attempt and a new lease epoch.
-        Order: the ready queue's (priority, then FIFO); a job that no free worker can take is
-        passed over without blocking the others.
-        """
-        state = self._state
-        lanes = state.ready.lanes()
-        capable = {lane: self._workers.capable(lane) for lane in lanes}
-        loads = {w.name: state.load(w.name) for w in self._workers.all()}
-        out: list[Record] = []
-        assignments = []
-        while True:
-            best = None
-            for lane in lanes:
-                head = state.ready.head(lane)
-                if head is None or (best is not None and head > best[0]):
-                    continue
-                if any(loads[w.name] < w.slots for w in capable[lane]):
-                    best = (head, lane)
-            if best is None:
-                return assignments
-            job = state.lookup(best[0][3])
-            worker = choose(capable[best[1]], loads.__getitem__, self._affinity(job))
-            loads[worker] += 1
-            record = self._move(out, job, JobState.RUNNING, now, attempt=job.attempt + 1,
-                                epoch=state.epoch + 1, worker=worker, exit_code=None)
-            assignments.append(Assignment(job.run_id, job.spec.id, worker, record.attempt,
-                                          record.epoch, job.spec, record))
-
-    def _affinity(self, job: Job) -> list[str]:
-        if not job.spec.affinity:
-            return []
-        parents = (self._state.lookup(key) for key in job.parents)
-        return [p.worker for p in parents
-                if p is not None and p.state is JobState.COMPLETED and p.worker]
 
     # -- reports about attempts -------------------------------------------------------------
 
@@ -229,13 +174,14 @@ class Scheduler(GateDecisions, ServiceReports, Cascades):
         descendant SKIPPED). Raises StaleReportError unless (attempt, epoch) is current."""
         job = self._current(run_id, job_id, attempt, epoch)
         out: list[Record] = []
-        if job.spec.kind is JobKind.SERVICE:  # its worker restarts it; an exit is the end
+        if job.spec.kind is _SERVICE:  # its worker restarts it; an exit is the end
             self._service_ended(out, job, now, exit_code, reason)
         elif exit_code == 0:
-            self._move(out, job, JobState.COMPLETED, now, exit_code=0, reason=reason)
+            self._move(out, job, _COMPLETED, now, exit_code=0, reason=reason)
+            lookup = self._state.lookup
             for child_key in self._state.children.get(job.key, ()):
-                child = self._state.lookup(child_key)
-                if child is not None:
+                child = lookup(child_key)
+                if child is not None and not child.unmet:  # (else it waits for others)
                     self._settle(out, child, now)
         else:
             self._fail(out, job, now, reason or f"exit code {exit_code}", exit_code)
@@ -262,11 +208,12 @@ class Scheduler(GateDecisions, ServiceReports, Cascades):
 
     def _current(self, run_id: str, job_id: str, attempt: int, epoch: int) -> Job:
         job = self._state.lookup((run_id, job_id))
+        if (job is not None and job.attempt == attempt and job.epoch == epoch
+                and job.state in ON_WORKER_STATES):
+            return job
         what = f"report for {run_id}/{job_id} attempt {attempt} (epoch {epoch})"
         if job is None:
             raise StaleReportError(f"{what} refused: no such job")
-        if job.state in ON_WORKER_STATES and (job.attempt, job.epoch) == (attempt, epoch):
-            return job
         if (job.attempt, job.epoch) == (attempt, epoch) and job.state in _REPORTED:
             raise StaleReportError(f"{what} refused: already recorded (the job is {job.state})")
         raise StaleReportError(f"{what} refused: stale, the job is {job.state} at attempt "
@@ -330,7 +277,12 @@ class Scheduler(GateDecisions, ServiceReports, Cascades):
         out: list[Record] = []
         if ids:
             self._emit(out, RunsForgotten(ids, now))
+            self._forget_ids(ids)
         return out
+
+    def _forget_ids(self, run_ids: Iterable[str]) -> None:
+        for run_id in run_ids:
+            self._ids.pop(run_id, None)
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -354,6 +306,13 @@ class Scheduler(GateDecisions, ServiceReports, Cascades):
         job = self._job(run_id, job_id)
         return job_view(job, self._state.runs[run_id], self._waiting(job))
 
+    def attempt(self, run_id: str, job_id: str) -> tuple[JobState, int, int, str]:
+        """``(state, attempt, epoch, worker)`` of one job: what the master checks on every
+        dispatch and report, without building the job's view (:meth:`job`, several µs).
+        Raises UnknownRunError or UnknownJobError."""
+        job = self._job(run_id, job_id)
+        return job.state, job.attempt, job.epoch, job.worker
+
     def jobs(self, run_id: str) -> list[JobView]:
         """The views of a run's jobs, in submission order. Raises UnknownRunError."""
         run = self._run(run_id)
@@ -371,24 +330,39 @@ class Scheduler(GateDecisions, ServiceReports, Cascades):
 
     def run(self, run_id: str) -> RunView:
         """The view of one run. Raises UnknownRunError."""
-        return run_view(self._run(run_id))
+        run = self._run(run_id)
+        return run_view(run, self._job_ids(run))
+
+    def run_state(self, run_id: str) -> RunState:
+        """The state of one run, without building its view. Raises UnknownRunError."""
+        return run_state(self._run(run_id))
 
     def runs(self) -> list[RunView]:
         """Every run, newest first."""
-        return [run_view(run) for run in reversed(self._state.runs.values())]
+        return [run_view(run, self._job_ids(run)) for run in reversed(self._state.runs.values())]
+
+    def _job_ids(self, run: Run) -> tuple[str, ...]:
+        """The ids of ``run``'s jobs, kept between calls: the master reads the view of a run
+        after each change of it, and a big run's tuple costs as much as its jobs. A run's jobs
+        are only ever added (a run is forgotten whole), so the count tells a stale tuple."""
+        ids = self._ids.get(run.run_id)
+        if ids is None or len(ids) != len(run.jobs):
+            ids = self._ids[run.run_id] = tuple(run.jobs)
+        return ids
 
     def waiting_reason(self, run_id: str, job_id: str) -> str:
         """Why a job that is not running yet waits ("" for a running or finished job)."""
         return self._waiting(self._job(run_id, job_id))
 
     def _waiting(self, job: Job) -> str:
-        if job.state is JobState.QUEUED:
+        state = job.state
+        if state not in _WAITS:
+            return ""
+        if state is _QUEUED:
             return self._workers.waiting_reason(lane_of(job.spec), self._state.load)
-        if job.state is JobState.FAILED:
+        if state is _FAILED:
             return (f"backoff until {iso(job.not_before)} after attempt {job.attempt} "
                     f"failed: {job.reason}")
-        if job.state is not JobState.PENDING:
-            return ""
         if job.blocked:
             return f"parent {job.blocked} was forgotten before it completed"
         if job.unmet:

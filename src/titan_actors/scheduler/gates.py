@@ -56,6 +56,9 @@ class GateDecisions:
         ids = {job.id for job in jobs}
         out = []
         for job in jobs:
+            if ids.issuperset(job.parents):  # (most jobs: no parent from elsewhere)
+                out.append(job)
+                continue
             parents = tuple(self._gate_for(p, resolve, own_run) if p not in ids else p
                             for p in job.parents)
             out.append(replace(job, parents=parents) if parents != job.parents else job)

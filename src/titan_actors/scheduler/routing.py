@@ -16,7 +16,7 @@ them again as they re-register.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .model import JobSpec
@@ -43,12 +43,18 @@ def lane_of(spec: JobSpec) -> Lane:
 
 
 class Workers:
-    """The live workers, by name."""
+    """The live workers, by name.
 
-    __slots__ = ("_by_name",)
+    The dispatcher asks for them, by name and by lane, after every change, while workers come
+    and go rarely: the answers are kept until a worker is set or removed.
+    """
+
+    __slots__ = ("_by_name", "_capable", "_sorted")
 
     def __init__(self) -> None:
         self._by_name: dict[str, WorkerInfo] = {}
+        self._sorted: tuple[WorkerInfo, ...] | None = None
+        self._capable: dict[Lane, tuple[WorkerInfo, ...]] = {}
 
     def set(self, name: str, tags: Iterable[str], slots: int) -> WorkerInfo:
         """Add or update worker ``name``. Raises ValueError for an empty name or negative slots."""
@@ -58,26 +64,35 @@ class Workers:
             raise ValueError(f"worker {name!r}: slots must be 0 or more, got {slots}")
         info = WorkerInfo(name, frozenset(tags), slots)
         self._by_name[name] = info
+        self._sorted, self._capable = None, {}
         return info
 
     def remove(self, name: str) -> None:
         """Forget worker ``name`` (nothing happens when it is unknown)."""
-        self._by_name.pop(name, None)
+        if self._by_name.pop(name, None) is not None:
+            self._sorted, self._capable = None, {}
 
     def get(self, name: str) -> WorkerInfo | None:
         return self._by_name.get(name)
 
-    def all(self) -> list[WorkerInfo]:
+    def all(self) -> tuple[WorkerInfo, ...]:
         """Every live worker, by name."""
-        return sorted(self._by_name.values(), key=lambda w: w.name)
+        if self._sorted is None:
+            self._sorted = tuple(sorted(self._by_name.values(), key=lambda w: w.name))
+        return self._sorted
 
-    def capable(self, lane: Lane) -> list[WorkerInfo]:
+    def capable(self, lane: Lane) -> tuple[WorkerInfo, ...]:
         """The live workers that can take the jobs of ``lane``, by name."""
-        kind, value = lane
-        if kind == "pin":
-            info = self._by_name.get(value)
-            return [info] if info is not None else []
-        return [w for w in self.all() if value in w.tags]
+        found = self._capable.get(lane)
+        if found is None:
+            kind, value = lane
+            if kind == "pin":
+                info = self._by_name.get(value)
+                found = (info,) if info is not None else ()
+            else:
+                found = tuple(w for w in self.all() if value in w.tags)
+            self._capable[lane] = found
+        return found
 
     def waiting_reason(self, lane: Lane, load: Load) -> str:
         """Why a QUEUED job of ``lane`` is not running yet."""
@@ -98,7 +113,8 @@ def has_free_slot(worker: WorkerInfo, load: Load) -> bool:
     return load(worker.name) < worker.slots
 
 
-def choose(capable: list[WorkerInfo], load: Load, preferred: Iterable[str] = ()) -> str | None:
+def choose(capable: Sequence[WorkerInfo], load: Load,
+           preferred: Iterable[str] = ()) -> str | None:
     """The worker (name) that takes a job, or None when no capable worker has a free slot.
 
     ``preferred``: for an affinity job, the workers that ran its parents, best first.

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import InconsistentRecordError
-from .model import ON_WORKER_STATES, JobState, RunSpec
+from .model import ON_WORKER_STATES, JobSpec, JobState, RunSpec
 from .records import Counters, JobRestored, JobsRestored, Record, RunRestored, RunSubmitted
 from .routing import lane_of
 from .state import Job, JobKey, Run, State, clock_of, run_id_at
@@ -39,7 +39,7 @@ def take(state: State, budget: int = DEFAULT_BUDGET) -> list[Record]:
     out: list[Record] = [Counters(run_id_at(state.run_clock) if state.run_clock else "",
                                   state.epoch, state.run_seq, state.job_seq)]
     for run in state.runs.values():
-        chunks = _chunks([_job_record(state, job) for job in run.jobs.values()], budget)
+        chunks = _chunks(state, run, budget)
         out.append(RunRestored(run.run_id, run.name, run.seq, run.submitted_at, run.changed_at,
                                chunks[0], run.agent_run_id, run.source, run.from_run,
                                run.from_job))
@@ -47,10 +47,31 @@ def take(state: State, budget: int = DEFAULT_BUDGET) -> list[Record]:
     return out
 
 
+def _chunks(state: State, run: Run, budget: int) -> list[tuple[JobRestored, ...]]:
+    """The records of ``run``'s jobs in submission order, split so that no chunk but a
+    one-job chunk weighs more than ``budget``. (The master's actor takes the snapshot without
+    yielding: this loop is the stall a compaction causes, so it is kept tight.)"""
+    chunks: list[tuple[JobRestored, ...]] = []
+    chunk: list[JobRestored] = []
+    used = 0
+    for job in run.jobs.values():
+        weight = _weight(job.spec, job.comment, job.reason)
+        if chunk and used + weight > budget:
+            chunks.append(tuple(chunk))
+            chunk, used = [], 0
+        chunk.append(_job_record(state, job))
+        used += weight
+    chunks.append(tuple(chunk))
+    return chunks
+
+
 def _job_record(state: State, job: Job) -> JobRestored:
-    parents = {job_id: run_id for run_id, job_id in job.parents if run_id != job.run_id}
-    forgotten = tuple(job_id for run_id, job_id in job.parents
-                      if state.lookup((run_id, job_id)) is None)
+    parents: dict[str, str] = {}
+    forgotten: tuple[str, ...] = ()
+    if job.parents:
+        run_id, lookup = job.run_id, state.lookup
+        parents = {job_id: other for other, job_id in job.parents if other != run_id}
+        forgotten = tuple(key[1] for key in job.parents if lookup(key) is None)
     return JobRestored(
         job.spec, job.seq, job.state, job.attempt, job.floor, job.epoch, job.worker,
         job.not_before, job.exit_code, job.reason, parents, forgotten, job.unmet, job.blocked,
@@ -58,28 +79,22 @@ def _job_record(state: State, job: Job) -> JobRestored:
         job.port, job.restarts, job.decided_by, job.comment)
 
 
-def _weight(record: JobRestored) -> int:
-    spec = record.spec
-    strings = (len(spec.script_name) + sum(map(len, spec.command)) + sum(map(len, spec.args))
-               + sum(len(k) + len(v) for k, v in spec.env.items()) + len(spec.message)
-               + len(spec.hitl_message) + sum(map(len, spec.health)) + len(record.comment)
-               + len(record.reason) + sum(map(len, spec.parents)))
-    return 512 + len(spec.script) + 4 * strings  # 4: the most UTF-8 bytes a character takes
-
-
-def _chunks(jobs: list[JobRestored], budget: int) -> list[tuple[JobRestored, ...]]:
-    chunks: list[tuple[JobRestored, ...]] = []
-    chunk: list[JobRestored] = []
-    used = 0
-    for record in jobs:
-        weight = _weight(record)
-        if chunk and used + weight > budget:
-            chunks.append(tuple(chunk))
-            chunk, used = [], 0
-        chunk.append(record)
-        used += weight
-    chunks.append(tuple(chunk))
-    return chunks
+def _weight(spec: JobSpec, comment: str, reason: str) -> int:
+    """The estimated encoded size of a job's record: 512 bytes for its fixed part, its texts
+    at 4 bytes a character (the most UTF-8 takes) and its script."""
+    strings = (len(spec.script_name) + len(spec.message) + len(spec.hitl_message)
+               + len(comment) + len(reason))
+    if spec.command:
+        strings += sum(map(len, spec.command))
+    if spec.args:
+        strings += sum(map(len, spec.args))
+    if spec.parents:
+        strings += sum(map(len, spec.parents))
+    if spec.health:
+        strings += sum(map(len, spec.health))
+    if spec.env:
+        strings += sum(map(len, spec.env)) + sum(map(len, spec.env.values()))
+    return 512 + len(spec.script) + 4 * strings
 
 
 # -- applying -----------------------------------------------------------------------------------
@@ -141,45 +156,64 @@ class Restorer:
             if job.seq <= seq:
                 raise InconsistentRecordError(f"{where} is restored out of order")
             seq = job.seq
-            own = set(job.spec.parents)
-            if not own.issuperset(job.parents) or not set(job.parents).issuperset(job.forgotten):
+            if (job.parents or job.forgotten) and (
+                    not set(job.spec.parents).issuperset(job.parents)
+                    or not set(job.parents).issuperset(job.forgotten)):
                 raise InconsistentRecordError(f"{where}: its parents do not fit its spec")
             if job.state is JobState.QUEUED and job.queued_at is None:
                 raise InconsistentRecordError(f"{where} is queued without a queued time")
 
     def _add(self, run: Run, records: tuple[JobRestored, ...]) -> None:
-        state = self._state
-        new = []
+        # Replay of a compacted file spends its apply time here: locals, no call per job but
+        # Job() and _hold, and the counters raised once per record (its jobs come in
+        # submission order, checked by _check).
+        state, run_id, jobs, counts = self._state, run.run_id, run.jobs, run.counts
+        hold = state._hold
         for record in records:
-            job = Job(run.run_id, record.spec, record.seq, record.submitted_at, record.added_by)
+            spec = record.spec
+            job = Job(run_id, spec, record.seq, record.submitted_at, record.added_by)
             (job.state, job.attempt, job.floor, job.epoch, job.worker, job.not_before,
              job.exit_code, job.reason, job.unmet, job.blocked, job.queued_at, job.started_at,
-             job.finished_at) = (
+             job.finished_at, job.port, job.restarts, job.decided_by, job.comment) = (
                 record.state, record.attempt, record.floor, record.epoch, record.worker,
                 record.not_before, record.exit_code, record.reason, record.unmet,
-                record.blocked, record.queued_at, record.started_at, record.finished_at)
-            job.port, job.restarts = record.port, record.restarts
-            job.decided_by, job.comment = record.decided_by, record.comment
-            job.parents = tuple((record.parents.get(p, run.run_id), p)
-                                for p in record.spec.parents)
-            run.jobs[record.spec.id] = job
-            run.counts[job.state] += 1
-            state.job_seq = max(state.job_seq, job.seq + 1)
-            state.epoch = max(state.epoch, job.epoch)
-            state._hold(record.spec.id, run)
-            new.append((job, frozenset(record.forgotten)))
-        for job, forgotten in new:
-            for key in job.parents:
-                if key[1] not in forgotten:
-                    self._link(key, job)
+                record.blocked, record.queued_at, record.started_at, record.finished_at,
+                record.port, record.restarts, record.decided_by, record.comment)
+            jobs[spec.id] = job
+            counts[job.state] += 1
+            hold(spec.id, run)
+        if not records:
+            return
+        state.job_seq = max(state.job_seq, records[-1].seq + 1)
+        state.epoch = max(state.epoch, *(record.epoch for record in records))
+        children, lookup = state.children, state.lookup
+        for record in records:  # every job of the record exists now: parents may come later
+            job = jobs[record.spec.id]
+            if record.spec.parents:
+                job.parents = self._parents(job, record, children, lookup)
             self._index(job)
 
-    def _link(self, parent: JobKey, child: Job) -> None:
-        """Make ``child`` a child of ``parent``, keeping children in submission order."""
-        children = self._state.children.get(parent)
-        if children is None:
-            self._state.children[parent] = [child.key]
-            return
+    def _parents(self, job: Job, record: JobRestored, children: dict[JobKey, list[JobKey]],
+                 lookup: Callable[[JobKey], Job | None]) -> tuple[JobKey, ...]:
+        """Link ``job`` under its parents that were not forgotten; return its parents' keys
+        (a parent's own key where the parent exists, as applying a submission does)."""
+        keys = []
+        for parent_id in record.spec.parents:
+            other = record.parents.get(parent_id)
+            parent = lookup((other or job.run_id, parent_id))
+            key = parent.key if parent is not None else (other or job.run_id, parent_id)
+            keys.append(key)
+            if parent_id in record.forgotten:
+                continue
+            siblings = children.get(key)
+            if siblings is None:
+                children[key] = [job.key]
+            else:
+                self._link(siblings, job)
+        return tuple(keys)
+
+    def _link(self, children: list[JobKey], child: Job) -> None:
+        """Add ``child`` to a parent's ``children``, keeping them in submission order."""
         lookup = self._state.lookup
         last = lookup(children[-1])
         if last is None or last.seq < child.seq:

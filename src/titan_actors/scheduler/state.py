@@ -136,7 +136,9 @@ class State:
         self.job_seq = 0
         self.epoch = 0                  # the highest lease epoch handed out
         self.run_clock = 0              # the clock value of the newest run id
-        self.holders: dict[str, list[str]] = {}   # job id -> runs holding it, oldest first
+        # job id -> the run holding it, or the runs (oldest first) when several do (a str: no
+        # list for the many ids that one run holds)
+        self.holders: dict[str, str | list[str]] = {}
         self.children: dict[JobKey, list[JobKey]] = {}
         self.ready = ReadyQueue()
         self.running: dict[str, set[JobKey]] = {}  # worker -> its RUNNING jobs
@@ -161,7 +163,7 @@ class State:
 
     def latest_holder(self, job_id: str) -> str | None:
         runs = self.holders.get(job_id)
-        return runs[-1] if runs else None
+        return runs if runs is None or type(runs) is str else runs[-1]
 
     def next_due(self) -> float | None:
         self._drop_stale_due()
@@ -215,29 +217,36 @@ class State:
                   at: float, added_by: str) -> None:
         self._check_new(run, specs, parents)
         new = []
+        run_id, jobs, holders, seq = run.run_id, run.jobs, self.holders, self.job_seq
         for spec in specs:
-            job = Job(run.run_id, spec, self.job_seq, at, added_by)
-            self.job_seq += 1
-            run.jobs[spec.id] = job
+            job = Job(run_id, spec, seq, at, added_by)
+            seq += 1
+            jobs[spec.id] = job
             new.append(job)
-            self._hold(spec.id, run)
+            if spec.id in holders:
+                self._hold(spec.id, run)
+            else:
+                holders[spec.id] = run_id
+        self.job_seq = seq
         run.counts[_PENDING] += len(new)
         run.changed_at = at
         children, lookup = self.children, self.lookup
         for job in new:
-            job.parents = tuple((run.run_id if p in run.jobs else parents[p], p)
-                                for p in job.spec.parents)
-            unmet = 0
-            for key in job.parents:
+            keys, unmet = [], 0
+            for p in job.spec.parents:
+                parent = jobs.get(p) or lookup((parents[p], p))
+                # a job's key tuple is shared by its children (memory), when it still exists
+                key = parent.key if parent is not None else (parents[p], p)
+                keys.append(key)
                 siblings = children.get(key)
                 if siblings is None:
                     children[key] = [job.key]
                 else:
                     siblings.append(job.key)
-                parent = lookup(key)
                 # a parent forgotten since (a compacted history) was finished: it satisfied
                 if parent is not None and parent.state not in SATISFYING_STATES:
                     unmet += 1
+            job.parents = tuple(keys)
             job.unmet = unmet
 
     @staticmethod
@@ -255,8 +264,11 @@ class State:
     def _hold(self, job_id: str, run: Run) -> None:
         holders = self.holders.get(job_id)
         if holders is None:
-            self.holders[job_id] = [run.run_id]
-        elif self.runs[holders[-1]].seq < run.seq:
+            self.holders[job_id] = run.run_id
+            return
+        if type(holders) is str:
+            holders = self.holders[job_id] = [holders]
+        if self.runs[holders[-1]].seq < run.seq:
             holders.append(run.run_id)
         else:
             bisect.insort(holders, run.run_id, key=lambda r: self.runs[r].seq)
@@ -269,8 +281,12 @@ class State:
         return job
 
     def _transition(self, record: JobTransition) -> None:
-        job = self._job(record.run_id, record.job_id)
-        old, new, key = job.state, record.state, job.key
+        self.move(self._job(record.run_id, record.job_id), record)
+
+    def move(self, job: Job, record: JobTransition) -> None:
+        """Apply ``record``, a transition of ``job`` (a job of this state: the decisions, which
+        hold it already, skip the lookup that applying a replayed record needs)."""
+        old, new, key, at = job.state, record.state, job.key, record.at
         if old is not record.prior:
             raise InconsistentRecordError(
                 f"job {record.run_id}/{record.job_id} is {old}, the record expects {record.prior}")
@@ -278,7 +294,12 @@ class State:
             self.ready.discard(key)
         elif old in ON_WORKER_STATES:
             self._stop_running(job)
-        self._count(job, new, record.at)
+        run = self.runs[job.run_id]
+        counts = run.counts
+        counts[old] -= 1
+        counts[new] += 1
+        run.changed_at = at
+        job.state = new
         job.attempt, job.epoch, job.worker = record.attempt, record.epoch, record.worker
         job.not_before, job.exit_code, job.reason = (record.not_before, record.exit_code,
                                                      record.reason)
@@ -286,17 +307,21 @@ class State:
         if record.epoch > self.epoch:
             self.epoch = record.epoch
         if new is _QUEUED:
-            job.queued_at = record.at
-            self.ready.push(key, lane_of(job.spec), job.spec.priority, record.at, job.seq)
+            job.queued_at = at
+            self.ready.push(key, lane_of(job.spec), job.spec.priority, at, job.seq)
         elif new in ON_WORKER_STATES:
             if new is _RUNNING:
-                job.started_at = record.at
-            self.running.setdefault(record.worker, set()).add(key)
+                job.started_at = at
+            running = self.running.get(record.worker)
+            if running is None:
+                self.running[record.worker] = {key}
+            else:
+                running.add(key)
         if record.not_before and new in _WAITING_STATES:
             heapq.heappush(self._due, (record.not_before, job.seq, key))
-        job.finished_at = record.at if new in TERMINAL_STATES else None
+        job.finished_at = at if new in TERMINAL_STATES else None
         satisfied = new in SATISFYING_STATES
-        if satisfied != (old in SATISFYING_STATES):
+        if satisfied is not (old in SATISFYING_STATES):
             self._satisfy_children(key, -1 if satisfied else 1)
 
     def _gate_decided(self, record: GateDecided) -> None:
@@ -308,9 +333,14 @@ class State:
         job.decided_by, job.comment = record.by, record.comment
 
     def _satisfy_children(self, key: JobKey, step: int) -> None:
+        children = self.children.get(key)
+        if not children:
+            return
         runs = self.runs
-        for run_id, job_id in self.children.get(key, ()):
-            run = runs.get(run_id)
+        run_id, run = key[0], runs.get(key[0])
+        for child_run, job_id in children:
+            if child_run != run_id:  # most children are in their parent's run
+                run_id, run = child_run, runs.get(child_run)
             child = run.jobs.get(job_id) if run is not None else None
             if child is not None:
                 child.unmet += step
@@ -322,19 +352,16 @@ class State:
             if not running:
                 del self.running[job.worker]
 
-    def _count(self, job: Job, new: JobState, at: float) -> None:
-        run = self.runs[job.run_id]
-        run.counts[job.state] -= 1
-        run.counts[new] += 1
-        run.changed_at = at
-        job.state = new
-
     def _reset(self, record: JobReset) -> None:
         job = self._job(record.run_id, record.job_id)
         if job.state not in RETRYABLE_STATES:
             raise InconsistentRecordError(
                 f"job {record.run_id}/{record.job_id} is {job.state}: it cannot be reset")
-        self._count(job, JobState.PENDING, record.at)
+        run = self.runs[job.run_id]
+        run.counts[job.state] -= 1
+        run.counts[_PENDING] += 1
+        run.changed_at = record.at
+        job.state = _PENDING
         job.floor = job.attempt
         job.not_before, job.exit_code, job.reason = 0.0, None, record.reason
         job.port = job.restarts = 0
@@ -367,10 +394,13 @@ class State:
                 child.blocked = f"{job.run_id}/{job.spec.id}"
         touched.update(key for key in job.parents if key[0] not in gone)
         holders = self.holders.get(job.spec.id)
-        if holders is not None:
-            holders.remove(job.run_id)
-            if not holders:
+        if type(holders) is str:
+            if holders == job.run_id:
                 del self.holders[job.spec.id]
+        elif holders is not None:
+            holders.remove(job.run_id)
+            if len(holders) == 1:
+                self.holders[job.spec.id] = holders[0]
         self.ready.discard(job.key)
         if job.state in ON_WORKER_STATES:
             self._stop_running(job)

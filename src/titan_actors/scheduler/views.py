@@ -41,6 +41,7 @@ assert set(_COMPAT) == set(JobState), "every JobState needs a compat status"
 
 _FAILING_STATES = frozenset({JobState.DEAD, JobState.SKIPPED, JobState.REJECTED,
                              JobState.TIMED_OUT})
+_WAITING = JobState.WAITING
 
 
 def compat_status(state: JobState) -> CompatStatus:
@@ -129,27 +130,29 @@ def run_state(run: Run) -> RunState:
 
 
 def job_view(job: Job, run: Run, waiting: str) -> JobView:
-    spec = job.spec
-    parents = tuple(p if r == job.run_id else f"{r}/{p}" for r, p in job.parents)
+    spec, run_id, state = job.spec, job.run_id, job.state
+    parents = tuple([p if r == run_id else f"{r}/{p}" for r, p in job.parents])
     return JobView(
-        run_id=job.run_id, job_id=spec.id, run_name=run.name, agent_run_id=run.agent_run_id,
-        kind=spec.kind, state=job.state, status=compat_status(job.state), attempt=job.attempt,
+        run_id=run_id, job_id=spec.id, run_name=run.name, agent_run_id=run.agent_run_id,
+        kind=spec.kind, state=state, status=_COMPAT[state], attempt=job.attempt,
         attempts_left=job.attempts_left, epoch=job.epoch, worker=job.worker, parents=parents,
         priority=spec.priority, requirement=spec.requirement, pinned=spec.worker,
         submitted_at=job.submitted_at, queued_at=job.queued_at, started_at=job.started_at,
         finished_at=job.finished_at, not_before=job.not_before or None,
         exit_code=job.exit_code, reason=job.reason, waiting=waiting, added_by=job.added_by,
         port=job.port, restarts=job.restarts, message=spec.message or spec.hitl_message,
-        deadline=job.not_before or None if job.state is JobState.WAITING else None,
+        deadline=job.not_before or None if state is _WAITING else None,
         decided_by=job.decided_by, comment=job.comment)
 
 
-def run_view(run: Run) -> RunView:
+def run_view(run: Run, job_ids: tuple[str, ...] | None = None) -> RunView:
+    """The view of ``run``; ``job_ids``: the ids of its jobs, in order, when the caller keeps
+    them (they are read from the run otherwise)."""
     state = run_state(run)
     return RunView(
         run_id=run.run_id, name=run.name, agent_run_id=run.agent_run_id, source=run.source,
         from_run=run.from_run, state=state, submitted_at=run.submitted_at,
         finished_at=None if state in (RunState.ACTIVE, RunState.SERVING) else run.changed_at,
-        jobs=tuple(run.jobs), counts={s: n for s, n in sorted(run.counts.items()) if n},
-        from_job=run.from_job)
+        jobs=tuple(run.jobs) if job_ids is None else job_ids,
+        counts={s: n for s, n in sorted(run.counts.items()) if n}, from_job=run.from_job)
 

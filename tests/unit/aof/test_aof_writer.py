@@ -140,6 +140,26 @@ def test_group_commit_writes_appends_made_during_an_fsync_with_the_next_one(path
     assert len(replay(path).records) == 50
 
 
+def test_the_records_of_one_batch_share_a_barrier_and_no_other_batch_does(path):
+    fsync = Fsync()
+    aof = AppendOnlyFile.open(path, FsyncPolicy.ALWAYS, fsync=fsync)
+    fsync.hold = True
+    first = aof.append(b"first")
+    assert fsync.entered.wait(T)  # "first" is being written: the next ones wait together
+    second, third = aof.append(b"second"), aof.append(b"third")
+    assert second is third and second is not first
+    gevent.idle()
+    assert not first.ready() and not second.ready()
+    fsync.release()
+    first.wait(T)
+    second.wait(T)
+    fourth = aof.append(b"fourth")
+    assert fourth is not second
+    fourth.wait(T)
+    aof.close()
+    assert replay(path).records == (b"first", b"second", b"third", b"fourth")
+
+
 def test_concurrent_appenders_need_fewer_fsyncs_than_appends(path):
     fsync = Fsync()
     aof = AppendOnlyFile.open(path, FsyncPolicy.ALWAYS, fsync=fsync)
@@ -192,6 +212,36 @@ def test_a_failed_write_fails_the_barrier_and_degrades_the_file(path, policy, ca
     aof.close()  # a degraded file just closes
     result = replay(path)
     assert result.records == (b"kept", b"ok-0") and result.damage is None  # partial cut back
+
+
+@pytest.mark.parametrize("policy", [FsyncPolicy.ALWAYS, FsyncPolicy.EVERYSEC])
+def test_short_writes_still_land_every_record_whole(path, policy):
+    def dribble(fd: int, data) -> int:
+        return os.write(fd, bytes(data[:5]))
+
+    AppendOnlyFile.open(path, policy).close()
+    aof = AppendOnlyFile.open(path, policy, write=dribble)
+    for n in range(3):
+        aof.append(b"record-%d" % n).wait(T)
+    aof.close()
+    assert replay(path).records == (b"record-0", b"record-1", b"record-2")
+
+
+@pytest.mark.parametrize("policy", [FsyncPolicy.EVERYSEC, FsyncPolicy.NO])
+def test_a_write_that_writes_nothing_fails_at_once_and_leaves_nothing(path, policy):
+    def stuck(fd: int, data) -> int:
+        return 0
+
+    good = AppendOnlyFile.open(path, policy)
+    good.append(b"kept").wait(T)
+    good.close()
+    aof = AppendOnlyFile.open(path, policy, write=stuck)
+    with pytest.raises(AofWriteError, match="write returned 0"):
+        aof.append(b"lost").wait(T)
+    assert aof.degraded
+    aof.close()
+    result = replay(path)
+    assert result.records == (b"kept",) and result.damage is None
 
 
 def test_a_failed_fsync_fails_the_barrier(path):
