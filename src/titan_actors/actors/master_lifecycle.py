@@ -136,7 +136,10 @@ class LifecycleRequests:
         while queue:
             base, parent, depth = queue.pop()
             parent_run, parent_id = parent.split("/", 1) if "/" in parent else (base, parent)
-            try:
+            try:  # the kind first: building a parent's view costs more than most parents need
+                kind = self.scheduler.job_spec(parent_run, parent_id).kind
+                if kind is JobKind.RUN:
+                    continue
                 view = self.scheduler.job(parent_run, parent_id)
             except UsageError:
                 continue

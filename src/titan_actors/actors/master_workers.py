@@ -128,7 +128,7 @@ class WorkerRequests:
         """Whether ``worker`` is the one the job's latest attempt was dispatched to (a stale
         attempt number or epoch is refused later, by the scheduler)."""
         try:
-            return self.scheduler.job(ref.run_id, ref.job_id).worker == worker
+            return self.scheduler.attempt(ref.run_id, ref.job_id)[3] == worker
         except UsageError:
             return True  # unknown (pruned) jobs are refused as stale
 

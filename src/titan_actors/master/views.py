@@ -142,8 +142,8 @@ def expired_runs(scheduler, now: float, older_than: float, keep: int) -> list[st
 def is_current(scheduler, ref: AttemptRef, worker: str) -> bool:
     """Whether ``ref`` is the running attempt of its job, on ``worker``."""
     try:
-        job = scheduler.job(ref.run_id, ref.job_id)
+        state, attempt, epoch, holder = scheduler.attempt(ref.run_id, ref.job_id)
     except UsageError:
         return False
-    return (job.state in ON_WORKER_STATES and job.attempt == ref.attempt
-            and job.epoch == ref.epoch and job.worker == worker)
+    return (state in ON_WORKER_STATES and attempt == ref.attempt and epoch == ref.epoch
+            and holder == worker)
