@@ -14,9 +14,9 @@ peers, each at parallelism 2 (our cluster's ``--workers 2 --slots 1``):
 * ``ray``: ``ray.init(num_cpus=2)``, tasks of 1 CPU each, no dashboard.
 
 A task is one of: ``script``, ``subprocess.run([sys.executable, job.py], check=True,
-capture_output=True)`` inside the task, job.py being ``print(1)`` (``sys.executable`` being the
-absolute path of the peer venv's python, or ``BENCH_PEERS_SCRIPT_PYTHON``); ``true``, the same with
-``/bin/true``; ``noop``, an in-process Python function that returns at once. What is measured,
+capture_output=True)`` inside the task, job.py being ``print(1)`` (``sys.executable`` being
+the project's interpreter, the one bench_e2e's jobs get, or ``BENCH_PEERS_SCRIPT_PYTHON``);
+``true``, the same with ``/bin/true``; ``noop``, an in-process Python function that returns at once. What is measured,
 by the same code for every peer (bench/peers/common.py), times on the client that submits:
 
 1. latency: one task submitted, its result seen by the client, p50 and p99 over
@@ -43,10 +43,9 @@ Environment: ``BENCH_PEERS`` (default ``celery,dask,ray``) picks the peers;
 ``BENCH_PEERS_SKIP_INSTALL=1`` uses existing venvs only (a peer without one is skipped);
 ``BENCH_PEERS_ROUNDS``, ``BENCH_PEERS_FANOUT`` (comma-separated), ``BENCH_PEERS_CHAIN`` size the
 work; ``BENCH_PEERS_SCRIPT_PYTHON`` names the interpreter the script runs with, in the tasks and
-in the baselines alike (default: the task's ``sys.executable``, the peer venv's python, a clean
-venv: ~10 ms per ``print(1)`` here, against ~21 ms for the project's editable-install .venv,
-whose ``__editable__`` finder imports pathlib/re/urllib at every start; set it to
-``.venv/bin/python`` to give the script the interpreter that bench_e2e's jobs get);
+in the baselines alike (default: the interpreter running this bench, the project's .venv, which
+bench_e2e's jobs get: ~21 ms per ``print(1)`` here, its ``__editable__`` finder imports
+pathlib/re/urllib at every start; a clean venv's python takes ~10 ms);
 ``BENCH_PEERS_TIMEOUT`` is the hard limit per peer run in seconds (default 600),
 ``BENCH_PEERS_INSTALL_TIMEOUT`` per install (default 900).
 
@@ -93,7 +92,8 @@ ROUNDS = int(os.environ.get("BENCH_PEERS_ROUNDS", "30"))
 FANOUTS = [int(n) for n in os.environ.get("BENCH_PEERS_FANOUT", "200,1000").split(",") if n]
 CHAIN = int(os.environ.get("BENCH_PEERS_CHAIN", "200"))
 # The interpreter the script jobs (and their baselines) run with; default: the peer venv's.
-SCRIPT_PYTHON = os.environ.get("BENCH_PEERS_SCRIPT_PYTHON", "")
+# the interpreter bench_e2e's jobs and baselines run the script with: the same process cost
+SCRIPT_PYTHON = os.environ.get("BENCH_PEERS_SCRIPT_PYTHON", sys.executable)
 RUN_TIMEOUT = float(os.environ.get("BENCH_PEERS_TIMEOUT", "600"))
 INSTALL_TIMEOUT = float(os.environ.get("BENCH_PEERS_INSTALL_TIMEOUT", "900"))
 
@@ -277,7 +277,7 @@ def main() -> dict:
     began = time.perf_counter()
     results: dict = {"setup": {"parallelism": 2, "latency_rounds": ROUNDS, "fanouts": FANOUTS,
                                "chain": CHAIN, "peers": SELECTED,
-                               "script_python": SCRIPT_PYTHON or "the peer venv's python",
+                               "script_python": SCRIPT_PYTHON,
                                "loadavg_before": os.getloadavg()},
                      "peers": {}, "reference_from_issue": REFERENCE_FROM_ISSUE}
     for name in SELECTED:
