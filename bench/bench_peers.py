@@ -17,7 +17,8 @@ A task is one of: ``script``, ``subprocess.run([sys.executable, job.py], check=T
 capture_output=True)`` inside the task, job.py being ``print(1)`` (``sys.executable`` being
 the project's interpreter, the one bench_e2e's jobs get, or ``BENCH_PEERS_SCRIPT_PYTHON``);
 ``true``, the same with ``/bin/true``; ``noop``, an in-process Python function that returns at
-once. What is measured, by the same code for every peer (bench/peers/common.py), times on the client that submits:
+once. What is measured, by the same code for every peer (bench/peers/common.py), times on the
+client that submits:
 
 1. latency: one task submitted, its result seen by the client, p50 and p99 over
    :data:`ROUNDS` rounds, for ``script`` and for ``noop``; baselines: a bare
