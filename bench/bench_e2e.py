@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
+from _procs import remember, sweep
 
 from titan_actors.client import MasterClient
 from titan_actors.scheduler.model import JobSpec, RunSpec, RunState
@@ -99,14 +100,8 @@ class _Cluster:
     def _remember(self) -> None:
         if not self.state:
             return
-        pids = [self.state["master"]["pid"], *(w["pid"] for w in self.state["workers"])]
-        for pid in pids:
-            try:
-                process = psutil.Process(pid)
-                for p in [process, *process.children(recursive=True)]:
-                    self.seen.setdefault(p.pid, p)
-            except psutil.NoSuchProcess:
-                pass
+        for pid in [self.state["master"]["pid"], *(w["pid"] for w in self.state["workers"])]:
+            remember(pid, self.seen)
 
     def stop(self) -> list[str]:
         """``titanctl down``, then kill whatever of the cluster is still alive; returns what had
@@ -117,25 +112,7 @@ class _Cluster:
             down = _titanctl("down", "--data-dir", str(self.data), env=self.env)
             if down.returncode != 0:
                 problems.append(f"titanctl down: {down.returncode} {down.stderr.strip()}")
-        marker = str(self.data)
-        found = dict(self.seen)
-        for process in psutil.process_iter(["cmdline"]):
-            try:
-                if marker in " ".join(process.info["cmdline"] or ()):
-                    found.setdefault(process.pid, process)
-            except psutil.Error:
-                continue
-        found.pop(os.getpid(), None)
-        _, alive = psutil.wait_procs(list(found.values()), timeout=15)
-        for process in alive:
-            try:
-                if process.status() == psutil.STATUS_ZOMBIE:
-                    continue
-                problems.append(f"killed leftover {process.pid} {process.cmdline()}")
-                process.kill()
-            except psutil.Error:
-                pass
-        return problems
+        return problems + sweep(str(self.data), self.seen)
 
 
 def _run_and_wait(client: MasterClient, spec: RunSpec, timeout: float) -> tuple[float, object]:

@@ -64,6 +64,7 @@ import time
 from pathlib import Path
 
 import psutil
+from _procs import remember, sweep
 
 from titan_actors.aof import AppendOnlyFile
 from titan_actors.aof import record as aof_record
@@ -138,12 +139,7 @@ class _Processes:
         return process, ready
 
     def remember(self, pid: int) -> None:
-        try:
-            process = psutil.Process(pid)
-            for p in [process, *process.children(recursive=True)]:
-                self.seen.setdefault(p.pid, p)
-        except psutil.NoSuchProcess:
-            pass
+        remember(pid, self.seen)
 
     def stop(self) -> list[str]:
         """``titanctl down`` each cluster, SIGTERM what was started here, then kill whatever
@@ -164,23 +160,7 @@ class _Processes:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 problems.append(f"{process.args} did not stop on SIGTERM")
-        found = dict(self.seen)
-        for process in psutil.process_iter(["cmdline"]):
-            try:
-                if str(self.root) in " ".join(process.info["cmdline"] or ()):
-                    found.setdefault(process.pid, process)
-            except psutil.Error:
-                continue
-        found.pop(os.getpid(), None)
-        _, alive = psutil.wait_procs(list(found.values()), timeout=15)
-        for process in alive:
-            try:
-                if process.status() != psutil.STATUS_ZOMBIE:
-                    problems.append(f"killed leftover {process.pid} {process.cmdline()}")
-                    process.kill()
-            except psutil.Error:
-                pass
-        return problems
+        return problems + sweep(str(self.root), self.seen)
 
 
 def _serving(process: subprocess.Popen, ready: Path, start: float,

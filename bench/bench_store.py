@@ -63,6 +63,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psutil
+from _procs import remember, sweep
 
 from titan_actors.wire import codec
 from titan_actors.wire.auth import ClientHandshake
@@ -322,34 +323,12 @@ class _Reaper:
 
     def remember(self, pid: int) -> list[psutil.Process]:
         """Remember ``pid`` and its children; returns them."""
-        try:
-            process = psutil.Process(pid)
-            family = [process, *process.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-        for p in family:
-            self.seen.setdefault(p.pid, p)
-        return family
+        return remember(pid, self.seen)
 
     def sweep(self, marker: str, family: list[psutil.Process]) -> None:
         """Wait briefly for ``family`` and any process that mentions ``marker`` (a server's
         temporary directory) to exit; kill and report the rest."""
-        found = {p.pid: p for p in family}
-        for process in psutil.process_iter(["cmdline"]):
-            try:
-                if marker in " ".join(process.info["cmdline"] or ()):
-                    found.setdefault(process.pid, process)
-            except psutil.Error:
-                continue
-        found.pop(os.getpid(), None)
-        _, alive = psutil.wait_procs(list(found.values()), timeout=15)
-        for process in alive:
-            try:
-                if process.status() != psutil.STATUS_ZOMBIE:
-                    self.problems.append(f"killed leftover {process.pid} {process.cmdline()}")
-                    process.kill()
-            except psutil.Error:
-                pass
+        self.problems += sweep(marker, {p.pid: p for p in family})
 
     def leftovers(self) -> list[int]:
         """Pids remembered here that still run (zombies aside)."""
