@@ -42,6 +42,7 @@ class _Options:
     fsync: _rw.FsyncFn
     write: _rw.WriteFn
     step_hook: _rw.StepHook | None
+    inline_io: bool = True  # small batches written in the hub's thread (see writer._inline_ok)
 
     def __post_init__(self) -> None:
         for name, low in (("max_record_size", 1), ("rewrite_min_size", 0),

@@ -105,6 +105,7 @@ class AppendOnlyFile(_rw.CompactionMixin):
              clock: Callable[[], float] = time.monotonic,
              fsync: _rw.FsyncFn = os.fsync,
              write: _rw.WriteFn = os.write,
+             inline_io: bool | None = None,
              _step_hook: _rw.StepHook | None = None) -> AppendOnlyFile:
         """Open ``path`` for appending, creating it or replaying it first (blocking: startup).
 
@@ -125,7 +126,10 @@ class AppendOnlyFile(_rw.CompactionMixin):
                 is abandoned.
             clock: monotonic seconds, for the ``EVERYSEC`` interval.
             fsync, write: ``os.fsync`` / ``os.write`` replacements (tests count or fail them);
-                called from threadpool threads.
+                called from threadpool threads unless ``inline_io``.
+            inline_io: write and fsync small batches in the hub's own thread (a fast fsync
+                costs less than the hand-over to a thread). Default: only with the real
+                ``os.write`` and ``os.fsync`` (a replacement may block on purpose).
             _step_hook: called with each step name of a rewrite's swap (tests simulate crashes).
 
         Raises:
@@ -135,7 +139,9 @@ class AppendOnlyFile(_rw.CompactionMixin):
         """
         options = _Options(_policy(policy), max_record_size, rewrite_min_size,
                            rewrite_percentage, everysec_interval, max_pending_bytes,
-                           rewrite_buffer_limit, append_timeout, clock, fsync, write, _step_hook)
+                           rewrite_buffer_limit, append_timeout, clock, fsync, write, _step_hook,
+                           (fsync is os.fsync and write is os.write) if inline_io is None
+                           else inline_io)
         path = Path(path)
         try:
             _rw.prepare_file(path, write=write, fsync=fsync)
@@ -307,11 +313,9 @@ class AppendOnlyFile(_rw.CompactionMixin):
 
     def _inline_ok(self, size: int) -> bool:
         """Whether this batch is written (and fsynced) in the hub's own thread: a small batch
-        with the real ``os.write``/``os.fsync`` while the disk answers fast. Handing it to the
-        threadpool costs two thread wake-ups and a GIL hand-over, more than a fast fsync
-        (~0.2 ms here); replacements given by tests may block, so they always go there."""
-        return (size <= _INLINE_MAX_BYTES and not self._threaded_flushes
-                and self._o.write is os.write and self._o.fsync is os.fsync)
+        while the disk answers fast (``inline_io``). Handing it to the threadpool costs two
+        thread wake-ups and a GIL hand-over, more than a fast fsync (~0.2 ms here)."""
+        return size <= _INLINE_MAX_BYTES and not self._threaded_flushes and self._o.inline_io
 
     def _write_out(self, fd: int, data: bytes, start: int, sync: bool) -> None:
         _rw.write_all(self._o.write, fd, data, start)

@@ -446,3 +446,23 @@ def test_bad_settings_are_refused(path):
     with pytest.raises(ConfigError, match="everysec_interval"):
         AppendOnlyFile.open(path, "everysec", everysec_interval=0)
     assert not path.exists()
+
+
+def test_small_batches_are_fsynced_in_the_hubs_thread_unless_a_replacement_may_block(path):
+    threads: list[int] = []
+
+    def fsync(fd: int) -> None:
+        threads.append(threading.get_ident())
+        os.fsync(fd)
+
+    inline = AppendOnlyFile.open(path, FsyncPolicy.ALWAYS, fsync=fsync, inline_io=True)
+    threads.clear()  # creating the file fsyncs too
+    inline.append(b"one").wait(10)
+    assert threads == [threading.get_ident()]  # no hand-over to the threadpool
+    inline.close()
+    threaded = AppendOnlyFile.open(path, FsyncPolicy.ALWAYS, fsync=fsync)  # the default
+    threads.clear()
+    threaded.append(b"two").wait(10)
+    assert len(threads) == 1 and threads[0] != threading.get_ident()
+    threaded.close()
+    assert list(threaded.take_replayed()) == [b"one"]
