@@ -31,6 +31,7 @@ _REPORT_GRACE = 5.0
 # The pause between dials to an unreachable master, as a share of how long it has been
 # unreachable (see MasterLink._back_off).
 _BACKOFF_SHARE = 0.1
+_JITTER = 0.2  # each reconnect pause is spread by this share, up or down
 
 
 def _key(ref: w.AttemptRef) -> str:
@@ -112,13 +113,16 @@ class MasterLink:
         The pause is :data:`_BACKOFF_SHARE` of the time the master has been unreachable, within
         ``reconnect_min`` and ``reconnect_max``: a master restarted after a second or two is
         found again within a tenth of its downtime, and a long outage is dialled every
-        ``reconnect_max``. (Doubling pauses dial 1.55 s and 2.55 s after the loss: a master
-        back after 1.6 s would wait almost another second for its workers.)
+        ``reconnect_max``; each pause is spread by +-:data:`_JITTER` so that the workers of a
+        restarted master do not all dial at once. (Doubling pauses dial 1.55 s and 2.55 s
+        after the loss: a master back after 1.6 s would wait almost another second for its
+        workers.)
         """
         now = self.clock.monotonic()
         since = now if failing_since is None else failing_since
         pause = min(max((now - since) * _BACKOFF_SHARE, self.options.reconnect_min),
                     self.options.reconnect_max)
+        pause *= 1 + _JITTER * (2 * self.service_random.random() - 1)  # workers not in step
         gevent.sleep(pause)  # a reconnect backoff, not a wait for a condition
         return since
 

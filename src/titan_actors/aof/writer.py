@@ -4,7 +4,7 @@ An owner (the master, the store) appends an encoded record for every state chang
 its caller only when the record's :class:`~titan_actors.aof.barrier.Barrier` resolves, from a
 ``rawlink`` callback so that its own loop never blocks for long. A small batch is written and
 fsynced in the hub's thread (a fast fsync costs less than handing it to a thread); file I/O that
-can take long (big batches, any batch soon after an fsync that was slow, the rewrite) runs in
+can take long (big batches, every batch for 10 s after an fsync that was slow, the rewrite) runs in
 gevent's threadpool so that the event loop keeps running.
 
 Failure model: a write or fsync error fails the barrier of every record not yet durable with
@@ -51,7 +51,7 @@ log = logging.getLogger("titan.aof")
 MiB = 1024 * 1024
 _INLINE_MAX_BYTES = 256 * 1024  # batches up to this size are written in the hub's thread
 _INLINE_SLOW_S = 0.01           # an inline write+fsync slower than this ...
-_THREADED_AFTER_SLOW = 200      # ... sends this many flushes to the threadpool
+_THREADED_AFTER_SLOW_S = 10.0   # ... sends the flushes of the next 10 s to the threadpool
 _OPEN = AofState.OPEN  # read on every append (an Enum class attribute is slow to read)
 
 
@@ -70,7 +70,7 @@ class AppendOnlyFile(_rw.CompactionMixin):
         self._replayed = replayed
         self._o = options
         self._always = options.policy is FsyncPolicy.ALWAYS  # read on every append
-        self._threaded_flushes = 0  # after a slow inline fsync: this many go to the threadpool
+        self._threaded_until = 0.0  # after a slow inline fsync: threadpool until then (clock)
         self._threadpool = gevent.get_hub().threadpool
         self._state = AofState.OPEN
         self._failure: AofWriteError | None = None
@@ -289,12 +289,11 @@ class AppendOnlyFile(_rw.CompactionMixin):
         self._flushing = True
         try:
             if self._inline_ok(len(data)):
-                started = time.monotonic()
+                started = self._o.clock()
                 self._write_out(self._fd, data, self._written, sync)
-                if time.monotonic() - started > _INLINE_SLOW_S:  # a slow disk: not in the loop
-                    self._threaded_flushes = _THREADED_AFTER_SLOW
+                if self._o.clock() - started > _INLINE_SLOW_S:  # a slow disk: out of the loop
+                    self._threaded_until = self._o.clock() + _THREADED_AFTER_SLOW_S
             else:
-                self._threaded_flushes = max(0, self._threaded_flushes - 1)
                 self._run_blocking(self._write_out, self._fd, data, self._written, sync)
         except OSError as e:
             self._degrade(e, "write and fsync" if sync else "write", batches)
@@ -315,7 +314,8 @@ class AppendOnlyFile(_rw.CompactionMixin):
         """Whether this batch is written (and fsynced) in the hub's own thread: a small batch
         while the disk answers fast (``inline_io``). Handing it to the threadpool costs two
         thread wake-ups and a GIL hand-over, more than a fast fsync (~0.2 ms here)."""
-        return size <= _INLINE_MAX_BYTES and not self._threaded_flushes and self._o.inline_io
+        return (size <= _INLINE_MAX_BYTES and self._o.inline_io
+                and self._o.clock() >= self._threaded_until)
 
     def _write_out(self, fd: int, data: bytes, start: int, sync: bool) -> None:
         _rw.write_all(self._o.write, fd, data, start)

@@ -466,3 +466,27 @@ def test_small_batches_are_fsynced_in_the_hubs_thread_unless_a_replacement_may_b
     assert len(threads) == 1 and threads[0] != threading.get_ident()
     threaded.close()
     assert list(threaded.take_replayed()) == [b"one"]
+
+
+def test_after_a_slow_inline_fsync_the_threadpool_takes_the_flushes_for_a_while(path):
+    now = [1000.0]
+    threads: list[int] = []
+    slow = [True]
+
+    def fsync(fd: int) -> None:
+        threads.append(threading.get_ident())
+        if slow[0]:
+            now[0] += 0.05  # this fsync "took" 50 ms on the writer's clock
+        os.fsync(fd)
+
+    aof = AppendOnlyFile.open(path, FsyncPolicy.ALWAYS, fsync=fsync, inline_io=True,
+                              clock=lambda: now[0])
+    threads.clear()
+    aof.append(b"slow").wait(10)       # inline, and slow
+    slow[0] = False
+    aof.append(b"after").wait(10)      # the next ones: in the threadpool
+    now[0] += 11.0                     # 10 s later: inline again
+    aof.append(b"later").wait(10)
+    aof.close()
+    me = threading.get_ident()
+    assert threads[0] == me and threads[1] != me and threads[2] == me
