@@ -36,7 +36,7 @@ from gevent.lock import Semaphore
 from gevent.pool import Group
 from gevent.queue import Full, Queue
 
-from ..actors.base import DEFAULT_ASK_TIMEOUT, NO_SENDER, Envelope, Ref, Sender
+from ..actors.base import Envelope, Ref, Sender
 from ..actors.clock import SYSTEM_CLOCK, Clock
 from ..actors.future import Future
 from ..errors import (
@@ -54,6 +54,7 @@ from .auth import Session
 from .connection import Connection, RequestIds
 from .frame import Flag, Frame
 from .registry import message_class
+from .remote import RemoteRef
 from .remote_errors import error_to_reply, reply_value
 from .roles import PeerInfo, Role, role_may
 
@@ -392,45 +393,6 @@ class _Reply(Future):
         if not self._result.ready():
             self._result.set_exception(exc)
             self._endpoint._send_error(self._request_id, exc)
-
-
-class RemoteRef(Ref):
-    """A ref to the actor on the other end of an endpoint: the same interface as ActorRef."""
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        self._endpoint = endpoint
-        self.name = f"{endpoint.peer.identity}@{endpoint.connection.peer_address}"
-
-    def __repr__(self) -> str:
-        return f"<RemoteRef {self.name}{'' if self.is_alive else ' (closed)'}>"
-
-    @property
-    def is_alive(self) -> bool:
-        return self._endpoint.is_open
-
-    @property
-    def peer(self) -> PeerInfo:
-        return self._endpoint.peer
-
-    def close(self) -> None:
-        """Close the connection behind this ref (pending asks fail with ClosedError)."""
-        self._endpoint.close()
-
-    def tell(self, message: Any, *, timeout: float | None = None,
-             sender: Sender = NO_SENDER) -> None:
-        self._endpoint.send_request(message, 0, timeout)
-
-    def ask_async(self, message: Any, *, timeout: float | None = None,
-                  sender: Sender = NO_SENDER) -> Future:
-        timeout = DEFAULT_ASK_TIMEOUT if timeout is None else timeout
-        request_id, future = self._endpoint.new_request(
-            timeout, f"reply from {self.name} to {type(message).__name__}")
-        try:
-            self._endpoint.send_request(message, request_id, timeout)
-        except BaseException as error:
-            self._endpoint.forget_request(request_id, error)
-            raise
-        return future
 
 
 def make_send_lock() -> Semaphore:
