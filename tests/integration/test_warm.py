@@ -311,13 +311,16 @@ def test_a_daemon_forked_by_a_warm_job_is_cleaned_up_like_a_spawned_ones(launche
     # is the launcher's: a pure-Python double fork escapes the cleanup
     source = """
         import os, time
+        told_r, told_w = os.pipe()
         if os.fork() == 0:
             os.setsid()
             if os.fork() == 0:
                 print(os.getpid(), flush=True)
+                os.write(told_w, b"x")  # its pid is out: the job may end now
                 time.sleep(60)
             os._exit(0)
         os.wait()
+        os.read(told_r, 1)
     """
     for warm in (False, True):
         daemon = int(_run(launcher, tmp_path, source, warm=warm)[1].split()[0])
@@ -343,5 +346,83 @@ def test_a_signal_to_a_just_forked_job_does_not_reach_the_launcher(tmp_path):
                               str(tmp_path), warm=True, new_session=False)
             own.kill(f"term-{n}", grace=0.2, sig=signal.SIGTERM)
             assert proc.wait(10) in (-signal.SIGTERM, -signal.SIGKILL)
+    finally:
+        own.close(grace=1, timeout=5)
+
+
+# -- found by a second review: shadowing, finalisation, the interpreter's own path --
+
+
+@pytest.mark.parametrize("name", ["selectors", "socket", "dataclasses", "typing"])
+def test_a_file_shadowing_a_module_the_launcher_imported_before_preloading_spawns(
+        launcher, tmp_path, name):
+    # Zygote.prepare counts as shadowable only the modules its own imports added: what the
+    # launcher imported before (selectors, socket, dataclasses, typing...) is in sys.modules of
+    # every warm job too, so a job's own selectors.py is never imported there
+    (tmp_path / f"{name}.py").write_text("MINE = True\n")
+    source = f"import {name}; print(getattr({name}, 'MINE', False))"
+    s, w = (_run(launcher, tmp_path, source, warm=warm) for warm in (False, True))
+    assert s[:3] == w[:3] == (0, b"True\n", b"")
+
+
+def test_a_symlinked_scripts_real_folder_is_checked_for_shadowing(launcher, tmp_path):
+    # python puts the script's real folder on sys.path; suits() looks at the link's folder
+    code, jobs = tmp_path / "code", tmp_path / "jobs"
+    code.mkdir()
+    jobs.mkdir()
+    (code / "csv.py").write_text("MINE = True\n")
+    (code / "job.py").write_text("import csv; print(getattr(csv, 'MINE', False))\n")
+    (jobs / "job.py").symlink_to(code / "job.py")
+    outs = []
+    for warm in (False, True):
+        proc = launcher.launch(f"symlinked-{warm}", [PY, "-u", str(jobs / "job.py")], ENV,
+                               str(tmp_path), warm=warm)
+        batches = []
+        capture = OutputCapture(proc.stdout_fd, proc.stderr_fd,
+                                lambda _s, d, out=batches: out.append(d)).start()
+        outs.append((finish(proc, capture, timeout=20).code, b"".join(batches)))
+    assert outs[0] == outs[1] == (0, b"True\n")
+
+
+def test_files_left_open_by_an_imported_module_are_flushed(launcher, tmp_path):
+    # only __main__ is cleared before os._exit: python's finalisation also clears the other
+    # modules (their open files are flushed) and exit() flushes C stdio
+    (tmp_path / "helper.py").write_text(
+        f"f = open({str(tmp_path / 'out.txt')!r}, 'w')\nf.write('data')\n")
+    results = []
+    for warm in (False, True):
+        (tmp_path / "out.txt").write_text("")
+        code, out, _, _ = _run(launcher, tmp_path,
+                               "import ctypes, helper\nctypes.CDLL(None).printf(b'from C\\n')\n",
+                               warm=warm)
+        results.append((code, out, (tmp_path / "out.txt").read_text()))
+    assert results[0] == (0, b"from C\n", "data")
+    assert results[1] == results[0]
+
+
+def test_a_closed_stdout_exits_0_like_python(launcher, tmp_path):
+    s, w = _both(launcher, tmp_path, "import sys; sys.stdout.close()")
+    assert s[0] == w[0] == 0
+
+
+def test_pythondontwritebytecode_of_the_job_applies(launcher, tmp_path):
+    env = {**ENV, "PYTHONDONTWRITEBYTECODE": "1"}
+    s, w = _both(launcher, tmp_path, "import sys; print(sys.dont_write_bytecode)", env=env)
+    assert s[:2] == w[:2] == (0, b"True\n")
+
+
+def test_the_interpreters_own_path_survives_a_pythonpath_that_names_it(tmp_path, monkeypatch):
+    # site-packages named on the worker's PYTHONPATH too (a plain install of titan_actors
+    # puts it there): a warm job still imports what is installed but not preloaded
+    site_packages = os.path.dirname(os.path.dirname(psutil.__file__))
+    monkeypatch.setenv("PYTHONPATH", site_packages)
+    own = Launcher.start(warm_preload=("json",))
+    try:
+        env = {**passed_env(), "PYTHONPATH": site_packages}
+        source = "import sys, psutil; print('titan_sdk' in sys.modules, 'json' in sys.modules)"
+        for warm in (False, True):
+            code, out, err, _ = _run(own, tmp_path, source, warm=warm, env=env)
+            assert (code, err) == (0, b"")
+            assert out == (b"False True\n" if warm else b"False False\n")
     finally:
         own.close(grace=1, timeout=5)

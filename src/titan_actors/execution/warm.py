@@ -5,10 +5,12 @@ Gevent-free, like the launcher that hosts it (``launcher``): the launcher is nev
 and single-threaded, so ``os.fork`` is safe there, and it reaps its children itself. A worker asks
 for it per job (``LaunchSpawn.warm``) for ``.py`` jobs; the launcher forks only when the result is
 what a spawn would give (:meth:`Zygote.suits`): the argv is exactly ``[this interpreter, "-u",
-script, *args]``, no memory limit is asked for (the fork's address space holds the preloaded
-modules), the job's environment configures the interpreter as the launcher's does (no other
-``PYTHON*`` setting, the same ``LANG``/``LC_*``), and no file next to the script or on its
-``PYTHONPATH`` would shadow a preloaded module. Otherwise it spawns.
+script, *args]`` with this very interpreter, no memory limit is asked for (the fork's address
+space holds the preloaded modules), the job's environment configures the interpreter and the
+loader as the launcher's does (no other ``PYTHON*`` setting, the same ``LANG``/``LC_*``/
+``LD_*``, ``HOME`` when user site-packages are on), and nothing importable in the script's real
+folder or on its ``PYTHONPATH`` (a zip there: maybe) shadows a module the launcher imported.
+Otherwise it spawns.
 
 What the job sees is what ``python -u script args`` would give it:
 
@@ -28,10 +30,11 @@ What the job sees is what ``python -u script args`` would give it:
 * the same ending: ``SystemExit`` codes (None 0, an int itself, anything else printed and 1), an
   uncaught exception's traceback from the script's frame on and exit 1, a KeyboardInterrupt
   ending by SIGINT, non-daemon threads joined, ``atexit`` functions run (logging's shutdown
-  included), ``__main__``'s objects released (files it left open are flushed and closed,
-  ``__del__`` runs), streams flushed (120 when stdout cannot be), a missing script exit 2 with
-  Python's message. These use CPython's own exit steps (``threading._shutdown``,
-  ``atexit._run_exitfuncs``), private but stable since 3.x; the tests pin them.
+  included), the objects of ``__main__`` and of the modules the job imported released (files
+  they left open are flushed and closed, ``__del__`` runs), streams and C stdio flushed (120
+  when stdout cannot be), a missing script exit 2 with Python's message (``warm_child``).
+  These use CPython's own exit steps (``threading._shutdown``, ``atexit._run_exitfuncs``),
+  private but stable since 3.x; the tests pin them.
 
 Known differences: the job shares the launcher's string-hash seed (``PYTHONHASHSEED`` given to a
 job makes it spawn), sees the preloaded modules already imported and initialised (module
@@ -44,25 +47,29 @@ that must not see each other's secrets sets ``--warm-executor false``.
 
 from __future__ import annotations
 
-import atexit
-import builtins
-import ctypes
 import gc
 import importlib
 import io
+import json
 import os
 import resource
 import select
 import signal
+import site
+import subprocess
 import sys
 import threading
 import time
-import types
 from collections.abc import Iterable
-from importlib.machinery import SourceFileLoader
 from typing import NoReturn
 
 from titan_actors.execution._leftovers import MARKER_VAR
+from titan_actors.execution.warm_child import (
+    flush_c_stdio,
+    refresh_from_environment,
+    retitle,
+    run_script,
+)
 from titan_actors.wire.messages.launcher import LaunchSpawn
 
 __all__ = ["Zygote", "WarmStartFailed"]
@@ -78,6 +85,7 @@ _ALL_SIGNALS = frozenset(signal.valid_signals())
 _RUNTIME_PYTHON_VARS = frozenset({"PYTHONPATH", "PYTHONIOENCODING", "PYTHONUNBUFFERED",
                                   "PYTHONBREAKPOINT", "PYTHONDONTWRITEBYTECODE"})
 _READY_TIMEOUT_S = 10.0
+_IMPORT_SUFFIXES = tuple(importlib.machinery.all_suffixes())
 ROOM_VAR = "TITAN_LAUNCHER_ROOM"  # pads the launcher's environment block (see _retitle)
 
 
@@ -89,12 +97,13 @@ class Zygote:
     """The launcher's warm state: the modules it preloaded and the interpreter's own path."""
 
     def __init__(self, preloaded: tuple[str, ...], failed: tuple[str, ...],
-                 shadowable: frozenset[str]) -> None:
+                 shadowable: dict[str, str], own_path: list[str]) -> None:
         self.preloaded = preloaded
         self.failed = failed  # "name: why" of the modules that could not be imported
-        self.interpreter = os.path.realpath(sys.executable)
         self._shadowable = shadowable
-        self._base_path = _own_path()
+        self._base_path = own_path
+        self._modules = frozenset(sys.modules)  # what a job finds imported: not its own
+        self._folders: dict[str, tuple[int, bool]] = {}  # folder -> (mtime, shadows)
         self._own_env = dict(os.environ)
         stream = sys.__stdout__
         self._encoding = getattr(stream, "encoding", None) or "utf-8"
@@ -105,7 +114,6 @@ class Zygote:
         """Import ``modules`` (one that fails is skipped and named in ``failed``); None when
         importing left a thread running (a fork would copy a process missing it) or brought
         gevent in (it must never be here)."""
-        before = set(sys.modules)
         done, failed = [], []
         for name in modules:
             try:
@@ -116,10 +124,15 @@ class Zygote:
                 done.append(name)
         if threading.active_count() > 1 or _native_threads() > 1 or "gevent" in sys.modules:
             return None
-        shadowable = frozenset(name.partition(".")[0] for name in set(sys.modules) - before)
+        own_path = _interpreter_path()  # before anything else runs in this process
+        # every module a job finds already imported here, which a file of its own could shadow,
+        # with the folder it was imported from (the same file found again shadows nothing)
+        shadowable = {name: _home(sys.modules[name]) for name in list(sys.modules)
+                      if "." not in name and name not in sys.builtin_module_names
+                      and name != "__main__"}
         gc.collect()
         gc.freeze()  # what is here now stays shared with every child (no refcount-free pages)
-        return cls(tuple(done), tuple(failed), shadowable)
+        return cls(tuple(done), tuple(failed), shadowable, own_path)
 
     @classmethod
     def for_launcher(cls, modules: Iterable[str]) -> Zygote | None:
@@ -137,24 +150,41 @@ class Zygote:
         """Whether ``msg`` can be forked here with the same outcome as a spawn."""
         argv, env = msg.argv, msg.env
         if not (len(argv) >= 3 and argv[1] == "-u" and not argv[2].startswith("-")
-                and os.path.realpath(argv[0]) == self.interpreter
+                and argv[0] == sys.executable  # (a venv's python is not its base's)
                 and not _MEMORY_LIMITS.intersection(msg.rlimits)):
             return False
         own = self._own_env
         for name in set(env) | set(own):
-            if ((name.startswith("PYTHON") and name not in _RUNTIME_PYTHON_VARS
-                 or name.startswith("LC_") or name in ("LANG", "LANGUAGE"))
-                    and env.get(name) != own.get(name)):
-                return False  # it configures the interpreter differently
-        folders = [os.path.dirname(argv[2]), *_path_entries(env, msg.cwd)]
+            if _configures_the_interpreter(name) and env.get(name) != own.get(name):
+                return False  # it configures the interpreter (or the loader) differently
+        script = os.path.realpath(os.path.join(msg.cwd, argv[2]))
+        folders = [os.path.dirname(script), *_path_entries(env, msg.cwd)]
         return not any(self._shadows(folder) for folder in folders)
 
     def _shadows(self, folder: str) -> bool:
+        """Whether ``folder`` holds something importable under the name of a module already
+        imported here (cached by the folder's modification time); a zip on the path: maybe."""
         try:
-            names = os.listdir(folder)
+            mtime = os.stat(folder).st_mtime_ns
         except OSError:
             return False
-        return any(name.partition(".")[0] in self._shadowable for name in names)
+        known = self._folders.get(folder)
+        if known is not None and known[0] == mtime:
+            return known[1]
+        if os.path.isfile(folder):  # a zip (or egg) on the PYTHONPATH: not looked into
+            shadows = True
+        else:
+            try:
+                home = os.path.realpath(folder)
+                with os.scandir(folder) as entries:
+                    shadows = any(self._shadowable.get(_import_name(entry), home) != home
+                                  for entry in entries)
+            except OSError:
+                shadows = False
+        if len(self._folders) > 1024:
+            self._folders.clear()
+        self._folders[folder] = (mtime, shadows)
+        return shadows
 
     def fork(self, msg: LaunchSpawn, fds: list[int], env: dict[str, str]) -> int:
         """Fork the job of ``msg`` (stdout/stderr ``fds``, environment ``env`` with its marker)
@@ -164,6 +194,7 @@ class Zygote:
         for stream in (sys.stdout, sys.stderr):  # nothing of the launcher's may reach the job
             if stream is not None:
                 stream.flush()
+        flush_c_stdio()
         ready_r, ready_w = os.pipe()
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
         try:
@@ -209,10 +240,11 @@ class Zygote:
         for res, value in msg.rlimits.items():
             resource.setrlimit(res, (value, value))
         os.environ.clear()  # libc's environ no longer points into the original block
-        _retitle(env.get(MARKER_VAR, ""), msg.argv)
+        retitle(env.get(MARKER_VAR, ""), msg.argv)
         os.environ.update(env)
         time.tzset()
-        _refresh_from_environment()
+        sys.dont_write_bytecode = bool(env.get("PYTHONDONTWRITEBYTECODE"))
+        refresh_from_environment()
         script = msg.argv[2]
         sys.argv = list(msg.argv[2:])
         sys.orig_argv = list(msg.argv)
@@ -246,7 +278,7 @@ def _child(zygote: Zygote, msg: LaunchSpawn, fds: list[int], env: dict[str, str]
             raise
         os.close(ready_w)  # ready: the launcher reports the job started
         signal.pthread_sigmask(signal.SIG_SETMASK, ())  # signals sent meanwhile arrive now
-        code, interrupted = _run_script(msg.argv[2])
+        code, interrupted = run_script(msg.argv[2], zygote._modules)
     finally:
         if interrupted:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -254,106 +286,34 @@ def _child(zygote: Zygote, msg: LaunchSpawn, fds: list[int], env: dict[str, str]
         os._exit(code)
 
 
-def _run_script(script: str) -> tuple[int, bool]:
-    """Run ``script`` as ``__main__``, then the interpreter's exit steps; return (exit code,
-    ended by KeyboardInterrupt)."""
-    main = types.ModuleType("__main__")
-    main.__dict__.update(__file__=script, __builtins__=builtins, __cached__=None,
-                         __loader__=SourceFileLoader("__main__", script), __spec__=None,
-                         __package__=None)
-    sys.modules["__main__"] = main
-    try:
-        with open(script, "rb") as f:
-            source = f.read()
-    except OSError as error:
-        sys.stderr.write(f"{sys.executable}: can't open file {script!r}: [Errno "
-                         f"{error.errno}] {error.strerror}\n")
-        return 2, False
-    code, interrupted = 0, False
-    try:
-        exec(compile(source, script, "exec", dont_inherit=True), main.__dict__)  # noqa: S102
-    except SystemExit as stop:
-        code = _exit_code(stop)
-    except BaseException as error:  # noqa: BLE001 - the interpreter reports anything
-        interrupted = isinstance(error, KeyboardInterrupt)
-        tb = error.__traceback__.tb_next if error.__traceback__ else None  # from the script
-        if isinstance(error, SyntaxError) and error.filename == script:
-            tb = None  # Python shows where, not a traceback
-        _report(error.with_traceback(tb))
-        code = 1
-    return _finish(code, main), interrupted
+def _configures_the_interpreter(name: str) -> bool:
+    """An environment variable read when an interpreter (or the dynamic loader) starts."""
+    return (name.startswith("PYTHON") and name not in _RUNTIME_PYTHON_VARS
+            or name.startswith(("LC_", "LD_")) or name in ("LANG", "LANGUAGE")
+            or name == "HOME" and bool(site.ENABLE_USER_SITE))
 
 
-def _report(error: BaseException) -> None:
-    try:
-        sys.excepthook(type(error), error, error.__traceback__)
-    except BaseException:  # noqa: BLE001 - a hook that fails: Python's own, as Python does
-        sys.__excepthook__(type(error), error, error.__traceback__)
+def _home(module: object) -> str:
+    """The real folder a module was imported from ("" for none: frozen, built in)."""
+    where = getattr(module, "__file__", None)
+    if not where:
+        return ""
+    folder = os.path.dirname(where)
+    if os.path.basename(where).startswith("__init__."):  # a package: the folder it is in
+        folder = os.path.dirname(folder)
+    return os.path.realpath(folder)
 
 
-def _finish(code: int, main: types.ModuleType) -> int:
-    """What the interpreter does at exit: join threads, run atexit, release ``__main__``'s
-    objects, flush the streams."""
-    try:
-        threading._shutdown()  # type: ignore[attr-defined]  # non-daemon threads run out
-    except BaseException as error:  # noqa: BLE001
-        _report(error)
-    atexit._run_exitfuncs()
-    try:
-        main.__dict__.clear()  # open files flushed and closed, __del__ run
-        gc.collect()
-    except BaseException as error:  # noqa: BLE001
-        _report(error)
-    for stream, failure in ((sys.stdout, 120), (sys.stderr, None)):
-        try:
-            if stream is not None:
-                stream.flush()
-        except Exception:  # noqa: BLE001
-            if failure is not None:
-                code = failure
-    return code
-
-
-def _exit_code(stop: SystemExit) -> int:
-    value = stop.code
-    if value is None:
-        return 0
-    if isinstance(value, int):
-        return value & 0xFF
-    try:
-        print(value, file=sys.stderr)
-    except Exception:  # noqa: BLE001
-        pass
-    return 1
-
-
-def _refresh_from_environment() -> None:
-    """Module constants that preloaded modules read from the environment at import."""
-    module = sys.modules.get("titan_sdk.titan_sdk")
-    if module is not None:
-        module._read_environment()
-        package = sys.modules.get("titan_sdk")
-        if package is not None:
-            package.TITAN_HOST, package.TITAN_PORT = module.TITAN_HOST, module.TITAN_PORT
-
-
-def _retitle(marker: str, argv: list[str]) -> None:
-    """Write the job's marker over this process's original environment block, and its argv
-    over the command line (Linux; what ``/proc/PID/environ`` and ``cmdline`` show, which a
-    forked, never exec'd process otherwise shares with the launcher). Where the blocks cannot
-    be found, or are too small, nothing changes."""
-    try:
-        with open("/proc/self/stat", "rb") as f:
-            fields = f.read().rpartition(b")")[2].split()
-        arg_start, arg_end, env_start, env_end = (int(v) for v in fields[45:49])
-    except (OSError, ValueError, IndexError):
-        return
-    for start, end, data in ((env_start, env_end, f"{MARKER_VAR}={marker}\0".encode()),
-                             (arg_start, arg_end, "\0".join(argv).encode() + b"\0")):
-        size = end - start
-        if start and size > 0 and (len(data) <= size or start == arg_start):
-            data = data[:size - 1] + b"\0" if len(data) > size else data
-            ctypes.memmove(start, data.ljust(size, b"\0"), size)
+def _import_name(entry: os.DirEntry) -> str:
+    """The module name under which ``import`` would find ``entry`` ("" for none)."""
+    name = entry.name
+    if entry.is_dir():
+        return name if name.isidentifier() else ""
+    for suffix in _IMPORT_SUFFIXES:
+        if name.endswith(suffix):
+            stem = name[:-len(suffix)]
+            return stem if stem.isidentifier() else ""
+    return ""
 
 
 def _path_entries(env: dict[str, str], cwd: str) -> list[str]:
@@ -378,11 +338,19 @@ def _read_until_closed(fd: int, timeout: float) -> str | None:
         data += chunk
 
 
-def _own_path() -> list[str]:
-    """The interpreter's own ``sys.path`` entries: without what the launcher's PYTHONPATH
-    added (the launcher removed its working directory at start)."""
-    added = {os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p}
-    return [p for p in sys.path if os.path.abspath(p) not in added]
+def _interpreter_path() -> list[str]:
+    """The ``sys.path`` this interpreter has of its own (stdlib, site-packages, what their .pth
+    files add), without a PYTHONPATH: asked of a fresh copy of it, once."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    try:
+        out = subprocess.run([sys.executable, "-c", "import json, sys; print(json.dumps("
+                              "sys.path[1:]))"], env=env, capture_output=True, timeout=60,
+                             check=True, cwd="/").stdout
+        return [str(p) for p in json.loads(out)]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        added = {os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                 if p}
+        return [p for p in sys.path if os.path.abspath(p) not in added]
 
 
 def _max_fd() -> int:
