@@ -3,6 +3,8 @@ away is reported by the worker's next life, and never runs again."""
 
 from __future__ import annotations
 
+import os
+
 from support import wait_until
 from support.cluster import Ledger, job, run_spec
 from titan_actors.actors.worker_reports import ReportBook
@@ -51,6 +53,7 @@ def test_report_book_reads_the_older_format(tmp_path):
 
 def test_a_result_the_master_never_acknowledged_is_reported_by_the_next_life(cluster):
     ledger = Ledger(cluster.root / "ledger")
+    os.mkfifo(cluster.root / "go")  # the job's read blocks until the test writes it
     worker = cluster.add_worker("w1", slots=1)
     accepted = cluster.client.submit(run_spec("once", job(
         "a", f"{ledger.mark('start')}; read line < {cluster.root / 'go'}; {ledger.mark('end')}")))
