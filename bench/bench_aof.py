@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import gevent
+from _support import CountingFsync
 
 from titan_actors.aof import AppendOnlyFile, FsyncPolicy
 from titan_actors.aof import record as rec
@@ -35,14 +36,6 @@ PAYLOAD = b"p" * 128
 CONCURRENT = 50
 REPO = Path(__file__).resolve().parent.parent
 
-
-class _CountingFsync:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, fd: int) -> None:
-        self.calls += 1
-        os.fsync(fd)
 
 
 def _disk(path: Path) -> dict[str, str]:
@@ -88,7 +81,7 @@ def _raw(directory: Path, sync: bool) -> float:
 
 def _always(directory: Path, appenders: int) -> tuple[float, float]:
     """Return (appends per second, records per fsync) under ALWAYS with ``appenders`` greenlets."""
-    fsync = _CountingFsync()
+    fsync = CountingFsync()
     aof = AppendOnlyFile.open(directory / f"always-{appenders}.aof", FsyncPolicy.ALWAYS,
                               fsync=fsync, inline_io=True)  # as with os.fsync: counted only
     counts = [0] * appenders

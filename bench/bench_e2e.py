@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
-from _procs import remember, sweep
+from _support import remember, sweep
 
 from titan_actors.client import MasterClient
 from titan_actors.scheduler.model import JobSpec, RunSpec, RunState

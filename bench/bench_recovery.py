@@ -64,7 +64,7 @@ import time
 from pathlib import Path
 
 import psutil
-from _procs import remember, sweep
+from _support import remember, sweep
 
 from titan_actors.aof import AppendOnlyFile
 from titan_actors.aof import record as aof_record

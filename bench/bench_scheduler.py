@@ -66,6 +66,7 @@ from pathlib import Path
 
 import gevent
 import gevent.event
+from _support import CountingFsync
 
 from titan_actors.actors.base import Actor, Sender, handles
 from titan_actors.actors.master import MasterActor, MasterOptions
@@ -132,14 +133,6 @@ class _Timer:
         self.cpu = time.thread_time() - cpu
         self.process = time.process_time() - process
 
-
-class _CountingFsync:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, fd: int) -> None:
-        self.calls += 1
-        os.fsync(fd)
 
 
 # -- baselines ------------------------------------------------------------------------------------
@@ -249,7 +242,7 @@ def _engine_case(spec: RunSpec, aof_mode: str, directory: Path, floor: float) ->
     an fsync policy's value."""
     kept: list[int] | None = None if aof_mode == "off" else []
     barriers: set = set()
-    fsync = _CountingFsync()
+    fsync = CountingFsync()
     aof = None
     if aof_mode == "always":  # the real os.fsync, as the master's (the writer may then fsync a
         # small batch in the loop's thread); one fsync per batch, counted by their barriers

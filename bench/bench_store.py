@@ -63,7 +63,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psutil
-from _procs import remember, sweep
+from _support import remember, sweep
 
 from titan_actors.wire import codec
 from titan_actors.wire.auth import ClientHandshake

@@ -1,5 +1,6 @@
-"""What the benchmarks that start servers share: remember a process tree, and at the end make
-sure nothing they started is left running (wait briefly, then kill and report)."""
+"""What several benchmarks share: remember a server's process tree and, at the end, make sure
+nothing they started is left running (wait briefly, then kill and report); an fsync that counts
+its calls."""
 
 from __future__ import annotations
 
@@ -42,3 +43,14 @@ def sweep(marker: str, known: dict[int, psutil.Process], timeout: float = 15.0) 
         except psutil.Error:
             pass
     return killed
+
+
+class CountingFsync:
+    """``os.fsync`` that counts its calls (an AOF's ``fsync`` argument)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, fd: int) -> None:
+        self.calls += 1
+        os.fsync(fd)
