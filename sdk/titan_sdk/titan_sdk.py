@@ -37,19 +37,8 @@ from ._connect import OwnedConnection
 
 __all__ = ["TITAN_HOST", "TITAN_PORT", "TitanClient", "TitanJob"]
 
-TITAN_HOST = DEFAULT_HOST
-TITAN_PORT = DEFAULT_PORT
-
-
-def _read_environment() -> None:
-    """Set TITAN_HOST / TITAN_PORT from the environment (at import, and again by a worker's
-    warm executor in a job forked from an interpreter that imported this module earlier)."""
-    global TITAN_HOST, TITAN_PORT
-    TITAN_HOST = os.environ.get("TITAN_HOST", DEFAULT_HOST)
-    TITAN_PORT = int(os.environ.get("TITAN_PORT", DEFAULT_PORT))
-
-
-_read_environment()
+TITAN_HOST = os.environ.get("TITAN_HOST", DEFAULT_HOST)
+TITAN_PORT = int(os.environ.get("TITAN_PORT", DEFAULT_PORT))
 
 ACCEPTED = "DAG_ACCEPTED"
 UPLOADED = "UPLOAD_SUCCESS"

@@ -182,10 +182,10 @@ def test_a_missing_script_fails_like_python(launcher, tmp_path):
 
 def test_a_killed_warm_job_takes_its_children_with_it(launcher, tmp_path):
     source = """
-        import subprocess, sys, time
+        import signal, subprocess
         child = subprocess.Popen(['sleep', '60'])
         print(child.pid, flush=True)
-        time.sleep(60)
+        signal.pause()  # until killed
     """
     code, out, _, _ = _run(launcher, tmp_path, source, warm=True, kill_after=b"\n")
     assert code == -signal.SIGTERM
@@ -295,7 +295,7 @@ def test_a_warm_job_killed_right_after_its_start_dies(launcher, tmp_path):
     # SpawnSucceeded leaves before the forked child has called setsid: killpg(pid) finds no
     # group (ESRCH, ignored) and the kill is lost; or the signal lands on the launcher's no_op
     # handler still installed in the child
-    (tmp_path / "job.py").write_text("import time; time.sleep(3)\n")
+    (tmp_path / "job.py").write_text("import signal; signal.pause()\n")  # until killed
     procs = []
     for n in range(30):
         key = f"fast-kill-{n}"
@@ -317,7 +317,7 @@ def test_a_daemon_forked_by_a_warm_job_is_cleaned_up_like_a_spawned_ones(launche
             if os.fork() == 0:
                 print(os.getpid(), flush=True)
                 os.write(told_w, b"x")  # its pid is out: the job may end now
-                time.sleep(60)
+                signal.pause()  # until the cleanup kills it
             os._exit(0)
         os.wait()
         os.read(told_r, 1)
@@ -340,7 +340,7 @@ def test_a_signal_to_a_just_forked_job_does_not_reach_the_launcher(tmp_path):
     # the launcher, as a SIGTERM to the launcher, which kills every job and exits
     own = Launcher.start(warm_preload=WARM_PRELOAD)
     try:
-        (tmp_path / "job.py").write_text("import time; time.sleep(5)\n")
+        (tmp_path / "job.py").write_text("import signal; signal.pause()\n")  # until killed
         for n in range(100):
             proc = own.launch(f"term-{n}", [PY, "-u", str(tmp_path / "job.py")], ENV,
                               str(tmp_path), warm=True, new_session=False)
@@ -426,3 +426,11 @@ def test_the_interpreters_own_path_survives_a_pythonpath_that_names_it(tmp_path,
             assert out == (b"False True\n" if warm else b"False False\n")
     finally:
         own.close(grace=1, timeout=5)
+
+
+def test_titan_sdk_constants_are_the_jobs_own(launcher, tmp_path):
+    env = {**ENV, "TITAN_HOST": "10.1.2.3", "TITAN_PORT": "4321"}
+    source = ("import titan_sdk, titan_sdk.titan_sdk as t\n"
+              "print(titan_sdk.TITAN_HOST, titan_sdk.TITAN_PORT, t.TITAN_HOST, t.TITAN_PORT)")
+    s, w = _both(launcher, tmp_path, source, env=env)
+    assert s[:3] == w[:3] == (0, b"10.1.2.3 4321 10.1.2.3 4321\n", b"")

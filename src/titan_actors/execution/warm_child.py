@@ -11,6 +11,7 @@ import atexit
 import builtins
 import ctypes
 import gc
+import os
 import sys
 import threading
 import types
@@ -118,12 +119,14 @@ def _exit_code(stop: SystemExit) -> int:
 
 def refresh_from_environment() -> None:
     """Module constants that preloaded modules read from the environment at import."""
-    module = sys.modules.get("titan_sdk.titan_sdk")
-    if module is not None:
-        module._read_environment()
-        package = sys.modules.get("titan_sdk")
-        if package is not None:
-            package.TITAN_HOST, package.TITAN_PORT = module.TITAN_HOST, module.TITAN_PORT
+    module = sys.modules.get("titan_sdk.titan_sdk")  # its TITAN_HOST / TITAN_PORT (COMPAT)
+    if module is None:
+        return
+    host = os.environ.get("TITAN_HOST", module.DEFAULT_HOST)
+    port = int(os.environ.get("TITAN_PORT", module.DEFAULT_PORT))
+    for holder in (module, sys.modules.get("titan_sdk")):
+        if holder is not None:
+            holder.TITAN_HOST, holder.TITAN_PORT = host, port
 
 
 def retitle(marker: str, argv: list[str]) -> None:
