@@ -13,12 +13,8 @@ non-blocking and belong to the caller (``output.OutputCapture`` reads and closes
 
 Every launch gets a marker, ``<key>/<random>``, that the launcher puts in the process's
 environment (``TITAN_ATTEMPT_MARKER``) and uses to find what the process left running when it
-exits. With a :class:`~titan_actors.execution.orphans.ChildRegistry`, each launch is recorded
-before the request leaves (marker), then with its pid and start time, and forgotten once the
-launcher reports its leftovers gone (``CleanupDone``), so that the worker's next life can kill
-what a SIGKILL of worker and launcher left behind. A launcher that dies alone leaves its jobs to
-this side, which kills, in a thread, everything the records name (without a registry: the jobs'
-groups, at once).
+exits; ``launcher_records`` keeps the launches in the worker's registry for its next life and
+kills what the jobs of a launcher that died left running (without a registry: their groups).
 """
 
 from __future__ import annotations
@@ -51,9 +47,9 @@ from titan_actors.errors import (
 from titan_actors.execution import _posix
 from titan_actors.execution.command import passed_env
 from titan_actors.execution.launched import LaunchedProcess
-from titan_actors.execution.orphans import ChildRegistry, kill_records
+from titan_actors.execution.launcher_records import ChildRecords
+from titan_actors.execution.orphans import ChildRegistry
 from titan_actors.execution.warm import ROOM_VAR
-from titan_actors.offload import run_in_thread
 from titan_actors.wire import codec
 from titan_actors.wire.frame import DEFAULT_MAX_PAYLOAD, HEADER_SIZE, FrameReader
 from titan_actors.wire.messages.launcher import (
@@ -77,7 +73,7 @@ _UNSAFE = re.compile(r"[^\w./:@+-]")  # what a marker keeps of a key: no spaces,
 ExitCallback = Callable[["LaunchedProcess", int], None]
 
 
-class Launcher:
+class Launcher(ChildRecords):
     """A running launcher process and the socket to it. Make one with :meth:`start`."""
 
     def __init__(self, sock: gsocket.socket, popen: subprocess.Popen,
@@ -303,24 +299,6 @@ class Launcher:
         finally:
             self._send_lock.release()
 
-    def _record(self, key: str, marker: str) -> None:
-        if self._registry is not None:
-            self._registry.expect(key, marker)
-            self._markers.add(marker)
-
-    def _forget(self, marker: str) -> None:
-        if marker in self._markers:
-            self._markers.discard(marker)
-            self._update(self._registry.forget, marker)
-
-    def _update(self, change: Callable[..., object], *args: object) -> None:
-        """Change the registry from the reader greenlet: a failure to write the file is
-        logged (the file then lags behind), never taken for a broken launcher."""
-        try:
-            change(*args)
-        except Exception as error:
-            _log.error("cannot update the record of the worker's processes: %s", error)
-
     def _abandon(self, proc: LaunchedProcess) -> None:
         """Nobody waits for ``proc`` any more: kill it once (or as soon as) it has started."""
         if not proc._started.ready():
@@ -374,21 +352,6 @@ class Launcher:
         self._eof.set()
         if not self._closing and self._markers:
             self._kill_escaped()
-
-    def _kill_escaped(self) -> None:
-        """The launcher died, and its jobs run on in their sessions, with what they started
-        outside them (daemons that double-forked): kill everything the records name (the
-        leaders by pid and create time, their groups, their markers), with one scan of every
-        process, in a thread. No longer our children, their pids may be reused meanwhile."""
-        mine = [r for r in self._registry.records if r.marker in self._markers]
-        try:
-            killed = run_in_thread(kill_records, mine)
-        except Exception:
-            _log.exception("could not kill what the jobs of the dead launcher left running")
-            return
-        _log.warning("killed what %d jobs of the dead launcher left running", len(killed))
-        for record in mine:
-            self._forget(record.marker)
 
     def _on_ready(self, msg: LauncherReady) -> None:
         self._ready.set(msg.pid)
