@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from titan_actors.config_parse import is_off
 from titan_actors.errors import PipelineError
+from titan_actors.execution.command import opt_out_of_warm, warm_allowed
 from titan_actors.scheduler.dag import field_problems
 from titan_actors.scheduler.model import DEFAULT_REQUIREMENT, JobKind, JobSpec, RunSpec
 
@@ -121,9 +121,7 @@ class Job:
                             f"got the string {self.command!r}")
         if not all(isinstance(p, str) for p in self.parents) or isinstance(self.parents, str):
             problems.append(f"{where}: parents must be a list of job ids, got {self.parents!r}")
-        env = dict(self.env)
-        if self.warm is False:
-            env["TITAN_WARM"] = "0"
+        env = dict(self.env) if self.warm is not False else opt_out_of_warm(self.env)
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
             problems.append(f"{where}: env must map strings to strings")
         spec = JobSpec(id=self.id, script_name=script_name, script=content, command=command,
@@ -211,7 +209,7 @@ class Job:
                  "max_restarts": spec.max_restarts, "health": spec.health,
                  "message": spec.message, "max_wait_seconds": spec.max_wait_seconds,
                  "hitl_message": spec.hitl_message, "_spec": spec,
-                 "warm": not is_off(spec.env.get("TITAN_WARM", ""))}
+                 "warm": warm_allowed(spec.env)}
         for each in fields(cls):
             object.__setattr__(job, each.name, shown[each.name])
         return job

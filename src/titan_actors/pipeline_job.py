@@ -18,6 +18,7 @@ from typing import Any
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 
 from titan_actors.execution.archives import not_packed
+from titan_actors.execution.command import opt_out_of_warm
 from titan_actors.pipeline_yaml import (
     Bad,
     Entry,
@@ -152,7 +153,7 @@ def parse_job(node: Node, index: int, base: Path, problems: Problems,
     _check_kind_keys(found, values, problems, where)
     fields = {_READERS[k][0]: v for k, v in values.items() if _READERS[k][0]}
     if values.get("warm") is False:
-        fields["env"] = {**fields.get("env", {}), "TITAN_WARM": "0"}
+        fields["env"] = opt_out_of_warm(fields.get("env", {}))
     if "file" in values:
         read = _entry if archive else _script
         fields.update(read(values["file"], found["file"].line, base, problems, where))

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import DecodeError
+from ..journal import Journal
 from ..wire import codec
 from ..wire.messages.worker import AttemptRef, AttemptResult, JobFinished
 
@@ -31,7 +32,6 @@ log = logging.getLogger("titan.worker")
 _LENGTH = struct.Struct("!I")
 _MAGIC = b"TRB1"
 _REPORT, _ACK = b"R", b"A"
-_COMPACT_AT = 256  # journal entries beyond 4 per live report that trigger a rewrite
 
 
 class ReportBook:
@@ -44,12 +44,7 @@ class ReportBook:
     def __init__(self, directory: Path) -> None:
         self.path = directory / "reports.bin"
         self._live: dict[AttemptRef, AttemptResult] = {}
-        self._fd = -1
-        self._entries = 0
-
-    def __del__(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
+        self._journal = Journal(self.path)
 
     def load(self) -> dict[AttemptRef, AttemptResult]:
         """The reports a previous life left; a damaged file is set aside (and said so)."""
@@ -83,50 +78,19 @@ class ReportBook:
     def save(self, results: Iterable[AttemptResult]) -> None:
         """Replace the file with ``results`` (durably: a crash leaves the old or the new one)."""
         self._live = {result.ref: result for result in results}
-        self._rewrite(durably=True)
+        self._journal.rewrite(self._content(), len(self._live), durably=True)
 
     def _append(self, kind: bytes, payload: bytes) -> None:
-        if self._fd < 0 or self._entries >= _COMPACT_AT + 4 * len(self._live):
-            self._rewrite()
-            return
-        entry = kind + _LENGTH.pack(len(payload)) + payload
-        if os.write(self._fd, entry) != len(entry):  # a full disk: the rewrite says so
-            self._rewrite()
-            return
-        self._entries += 1
+        self._journal.append(kind + _LENGTH.pack(len(payload)) + payload, len(self._live),
+                             self._content)
 
-    def _rewrite(self, durably: bool = False) -> None:
-        """Write the live reports as a new journal (fsynced when ``durably``) and append to it
-        from now on. On failure nothing is appended until a rewrite succeeds."""
-        try:
-            self._write_new(durably)
-        except BaseException:
-            if self._fd >= 0:
-                os.close(self._fd)
-            self._fd = -1
-            raise
-
-    def _write_new(self, durably: bool) -> None:
+    def _content(self) -> bytes:
+        """The journal of the live reports alone."""
         chunks = [_MAGIC]
         for result in self._live.values():
             payload = codec.encode(JobFinished(result))
             chunks.append(_REPORT + _LENGTH.pack(len(payload)) + payload)
-        temp = self.path.with_suffix(".tmp")
-        with open(temp, "wb") as out:
-            out.write(b"".join(chunks))
-            out.flush()
-            if durably:
-                os.fsync(out.fileno())
-        fd = os.open(temp, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        try:
-            os.replace(temp, self.path)
-        except BaseException:
-            os.close(fd)
-            raise
-        if self._fd >= 0:
-            os.close(self._fd)
-        self._fd = fd
-        self._entries = len(self._live)
+        return b"".join(chunks)
 
 
 def _ref_bytes(ref: AttemptRef) -> bytes:

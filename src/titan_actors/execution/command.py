@@ -48,7 +48,9 @@ __all__ = [
     "passed_env",
     "is_secret_name",
     "job_argv",
+    "opt_out_of_warm",
     "wants_warm",
+    "warm_allowed",
 ]
 
 ENV_ALLOWLIST: tuple[str, ...] = (
@@ -57,6 +59,7 @@ ENV_ALLOWLIST: tuple[str, ...] = (
 )
 SECRET_MARKERS: tuple[str, ...] = ("KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL")
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+WARM_VAR = "TITAN_WARM"  # a job's own opt-out of the warm executor
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,7 @@ def build_env(titan: TitanEnv, job_env: Mapping[str, str] | None = None, *,
     could not travel to the launcher). Raises UsageError naming a ``job_env`` variable whose
     name is empty or holds ``=`` or a NUL, or whose value holds a NUL.
     """
-    env = dict(_passed(tuple((os.environ if base is None else base).items()), allowlist))
+    env = _passed(os.environ if base is None else base, allowlist)
     for name, value in (job_env or {}).items():
         if not name or "=" in name or "\0" in name or "\0" in value:
             raise UsageError(f"job {titan.job_id!r}: env variable {name!r} is invalid (a name "
@@ -112,19 +115,17 @@ def build_env(titan: TitanEnv, job_env: Mapping[str, str] | None = None, *,
     return env
 
 
-@functools.lru_cache(maxsize=8)
-def _passed(base: tuple[tuple[str, str], ...],
-            allowlist: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """The variables of ``base`` a job gets (a worker's environment rarely changes: cached)."""
-    return tuple((name, value) for name, value in base
-                 if any(fnmatch.fnmatchcase(name, pattern) for pattern in allowlist)
-                 and not is_secret_name(name) and _encodable(name) and _encodable(value))
+def _passed(base: Mapping[str, str], allowlist: tuple[str, ...]) -> dict[str, str]:
+    """The variables of ``base`` a job gets: allowlisted, not secret, encodable."""
+    return {name: value for name, value in base.items()
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in allowlist)
+            and not is_secret_name(name) and _encodable(name) and _encodable(value)}
 
 
 def passed_env(allowlist: tuple[str, ...] = ENV_ALLOWLIST) -> dict[str, str]:
     """The variables of this process's environment that every job gets: a worker takes them
     once at start and gives them as ``base_env`` (reading ``os.environ`` costs ~30 us a job)."""
-    return dict(_passed(tuple(os.environ.items()), allowlist))
+    return _passed(os.environ, allowlist)
 
 
 def job_argv(spec: JobSpec, script_path: str | None = None, *, python: str | None = None,
@@ -184,6 +185,16 @@ def _encodable(text: str) -> bool:
 
 def wants_warm(spec: JobSpec, command: Command) -> bool:
     """Whether the job may start from the warm executor: a ``.py`` script run to completion,
-    unless its environment says ``TITAN_WARM=0`` (or false/no/off)."""
+    unless its environment opts out (:func:`warm_allowed`)."""
     return (spec.kind is JobKind.RUN and spec.script_name.endswith(".py")
-            and not is_off(command.env.get("TITAN_WARM", "")))
+            and warm_allowed(command.env))
+
+
+def warm_allowed(env: Mapping[str, str]) -> bool:
+    """False when ``env`` says ``TITAN_WARM=0`` (or false/no/off): the job opted out."""
+    return not is_off(env.get(WARM_VAR, ""))
+
+
+def opt_out_of_warm(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with the job's opt-out of the warm executor (YAML ``warm: false``)."""
+    return {**env, WARM_VAR: "0"}

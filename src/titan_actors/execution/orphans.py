@@ -43,6 +43,7 @@ from pathlib import Path
 import psutil
 
 from titan_actors.execution._leftovers import MARKER_VAR, signal_exact
+from titan_actors.journal import Journal
 
 __all__ = ["FILE_NAME", "ChildRecord", "ChildRegistry", "Seen", "kill_orphans", "kill_records",
            "read_records", "select_orphans"]
@@ -50,7 +51,6 @@ __all__ = ["FILE_NAME", "ChildRecord", "ChildRegistry", "Seen", "kill_orphans", 
 _log = logging.getLogger(__name__)
 
 FILE_NAME = "children"
-_COMPACT_AT = 256  # journal lines beyond 4 per live record that trigger a rewrite
 _SAME_START_S = 0.05  # create_time is derived from clock ticks: allow for rounding
 
 
@@ -91,15 +91,9 @@ class ChildRegistry:
     """
 
     def __init__(self, worker_dir: str | os.PathLike[str]) -> None:
-        self._path = Path(worker_dir) / FILE_NAME
         self._children: dict[str, ChildRecord] = {}
-        self._fd = -1
-        self._lines = 0  # lines in the journal
-        self._compact()
-
-    def __del__(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
+        self._journal = Journal(Path(worker_dir) / FILE_NAME)
+        self._journal.rewrite(b"", 0)
 
     @property
     def records(self) -> list[ChildRecord]:
@@ -151,36 +145,11 @@ class ChildRegistry:
         self._append(record.to_line())
 
     def _append(self, line: str) -> None:
-        if self._fd < 0 or self._lines >= _COMPACT_AT + 4 * len(self._children):
-            self._compact()
-            return
-        data = line.encode()
-        if os.write(self._fd, data) != len(data):  # a full disk: the rewrite says so
-            self._compact()
-            return
-        self._lines += 1
+        self._journal.append(line.encode(), len(self._children), self._content)
 
-    def _compact(self) -> None:
-        """Rewrite the journal as one line per live record; on failure nothing is appended
-        until a rewrite succeeds."""
-        tmp = self._path.with_name(f".{FILE_NAME}.tmp")
-        try:
-            tmp.write_text("".join(r.to_line() for r in self._children.values()))
-            fd = os.open(tmp, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-            try:
-                os.replace(tmp, self._path)
-            except BaseException:
-                os.close(fd)
-                raise
-        except BaseException:
-            if self._fd >= 0:
-                os.close(self._fd)
-            self._fd = -1
-            raise
-        if self._fd >= 0:
-            os.close(self._fd)
-        self._fd = fd
-        self._lines = len(self._children)
+    def _content(self) -> bytes:
+        """The journal of the live records alone: one line each."""
+        return "".join(r.to_line() for r in self._children.values()).encode()
 
 
 def read_records(worker_dir: str | os.PathLike[str]) -> list[ChildRecord]:
