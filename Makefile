@@ -6,7 +6,7 @@ DATA   := $(CURDIR)/.titan
 WEB_PORT ?= 5000
 PYTEST := $(BIN)/python -m pytest --durations=15
 
-.PHONY: run down test test-long lint bench clean install dev vendor
+.PHONY: run down test test-long lint bench dist clean install dev vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,12 @@ vendor:
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run_all.py
+
+# The wheel to install on other hosts (docs/deploy.md): dist/titan_actors-<version>-py3-none-any.whl
+dist: $(VENV)/.installed-dev
+	rm -rf dist build
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
+	@ls dist/*.whl
 
 clean:
 	rm -rf $(VENV) build dist .titan *.egg-info src/*.egg-info .hypothesis .pytest_cache

@@ -1,9 +1,18 @@
-"""Suite-wide rules: any greenlet error fails the test (unless the test expects some)."""
+"""Suite-wide rules: any greenlet error fails the test (unless the test expects some); jobs
+run as the user running the tests."""
 
 from __future__ import annotations
 
+import os
+import pwd
+
 import gevent
 import pytest
+
+# A worker started as root runs its jobs as nobody, who may not reach this Python (it lives under
+# /root here): every worker the suite starts runs them as the user running it, unless a test
+# (tests/security) removes this from the environment it gives a worker.
+os.environ.setdefault("TITAN_JOB_USER", pwd.getpwuid(os.geteuid()).pw_name)
 
 
 class GreenletErrors:

@@ -19,8 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from titan_actors.errors import PipelineError
+from titan_actors.errors import ConfigError, PipelineError
 from titan_actors.execution.command import opt_out_of_warm, warm_allowed
+from titan_actors.job_limits import parse_limit
 from titan_actors.scheduler.dag import field_problems
 from titan_actors.scheduler.model import DEFAULT_REQUIREMENT, JobKind, JobSpec, RunSpec
 
@@ -55,7 +56,8 @@ class Job:
     ``affinity``: prefer the worker that ran a parent. ``worker``: pin to a named worker.
     ``retries``: extra attempts after the first. ``env``: extra environment variables.
     ``warm``: False keeps a Python job off the worker's warm executor (a fresh interpreter is
-    spawned for it; the same as ``TITAN_WARM=0`` in ``env``).
+    spawned for it; the same as ``TITAN_WARM=0`` in ``env``). ``limits``: resource limits of
+    its process, ``{"memory": "512MiB", "cpu": 60, "open_files": 256, "file_size": "1G"}``.
 
     ``kind``: ``"run"`` (default), ``"service"`` or ``"gate"`` (or a ``JobKind``). A service
     runs until stopped (``Titan.stop_service``): ``port`` (0: the worker picks a free one; the
@@ -95,6 +97,7 @@ class Job:
     max_wait_seconds: float = DEFAULT_MAX_WAIT
     hitl_message: str = ""
     warm: bool = True
+    limits: Mapping[str, int | str] = field(default_factory=dict)
     _spec: JobSpec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +127,7 @@ class Job:
         env = dict(self.env) if self.warm is not False else opt_out_of_warm(self.env)
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
             problems.append(f"{where}: env must map strings to strings")
+        limits = _limits(self.limits, where, problems)
         spec = JobSpec(id=self.id, script_name=script_name, script=content, command=command,
                        args=args, parents=tuple(self.parents), priority=self.priority,
                        delay=self.delay, requirement=self.requirement,
@@ -131,7 +135,8 @@ class Job:
                        timeout=self.timeout, env=env, archive=self.archive,
                        library=self.library, kind=kind or JobKind.RUN, port=self.port,
                        max_restarts=self.max_restarts, health=health, message=self.message,
-                       max_wait_seconds=self.max_wait_seconds, hitl_message=self.hitl_message)
+                       max_wait_seconds=self.max_wait_seconds, hitl_message=self.hitl_message,
+                       limits=limits)
         if not problems:
             problems.extend(field_problems(spec))
         if not isinstance(self.affinity, bool):
@@ -145,7 +150,7 @@ class Job:
                             ("parents", tuple(self.parents)), ("env", env),
                             ("kind", kind), ("health", health),
                             ("script_name", script_name or self.script_name),
-                            ("_spec", spec)):
+                            ("limits", limits), ("_spec", spec)):
             object.__setattr__(self, name, value)
 
     def _script(self, where: str, problems: list[str]) -> tuple[bytes, str]:
@@ -209,7 +214,7 @@ class Job:
                  "max_restarts": spec.max_restarts, "health": spec.health,
                  "message": spec.message, "max_wait_seconds": spec.max_wait_seconds,
                  "hitl_message": spec.hitl_message, "_spec": spec,
-                 "warm": warm_allowed(spec.env)}
+                 "warm": warm_allowed(spec.env), "limits": dict(spec.limits)}
         for each in fields(cls):
             object.__setattr__(job, each.name, shown[each.name])
         return job
@@ -297,3 +302,18 @@ class Pipeline:
         """The run as the master takes it."""
         return RunSpec(self.name, tuple(j.to_spec() for j in self.jobs), self.agent_run_id,
                        self.source)
+
+
+def _limits(given: object, where: str, problems: list[str]) -> dict[str, int]:
+    """``limits`` checked and read (sizes in bytes), each problem said."""
+    if not isinstance(given, Mapping):
+        problems.append(f"{where}: limits must be a mapping such as {{'memory': '512MiB'}}, "
+                        f"got {given!r}")
+        return {}
+    out = {}
+    for name, value in given.items():
+        try:
+            out[str(name)] = parse_limit(str(name), value)
+        except ConfigError as error:
+            problems.append(f"{where}: {error}")
+    return out

@@ -126,8 +126,9 @@ class MasterClient:
         :meth:`submit`). Raises UnknownRunError or SubmissionError."""
         return self._conn.ask(AddJobs(run_id, jobs, from_job))
 
-    def run(self, run_ref: str = "latest") -> RunDetail:
-        return self._conn.ask(GetRun(run_ref))
+    def run(self, run_ref: str = "latest", jobs: bool = True) -> RunDetail:
+        """A run and its jobs (``jobs=False``: its summary alone, however many jobs it has)."""
+        return self._conn.ask(GetRun(run_ref, jobs))
 
     def run_spec(self, run_ref: str = "latest") -> RunSpecReply:
         """The spec to submit a run again (``.spec``; ``.run_id``: the run it is from), as
@@ -228,7 +229,7 @@ class MasterClient:
         the run's final summary. Raises AskTimeoutError after ``timeout`` seconds.
         """
         deadline = time.monotonic() + timeout
-        detail = self.run(run_id)
+        detail = self.run(run_id, jobs=False)
         if after_seq is None:
             if detail.run.state is not RunState.ACTIVE:
                 return detail.run
@@ -247,9 +248,9 @@ class MasterClient:
                 ended = ended or (event.kind is EventKind.RUN and event.run_state is not None
                                   and event.run_state is not RunState.ACTIVE)
             if ended:
-                return self.run(run_id).run
+                return self.run(run_id, jobs=False).run
             if batch.reset:  # events were lost (a restart, a slow reader): trust the state
-                detail = self.run(run_id)
+                detail = self.run(run_id, jobs=False)
                 after = detail.last_seq
                 if detail.run.state is not RunState.ACTIVE:
                     return detail.run

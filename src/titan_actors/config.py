@@ -45,6 +45,7 @@ from titan_actors.config_security import (
     read_key_file,
 )
 from titan_actors.errors import SettingDeclarationError
+from titan_actors.execution.job_user import parse_job_user
 
 # fmt: off
 __all__ = [
@@ -246,6 +247,10 @@ SETTINGS: Mapping[str, Setting] = make_registry([
             "Rewrite an append-only file once it grew by this percent since the last rewrite; "
             "0 disables automatic rewrites.",
             metavar="PERCENT"),
+    Setting("persistence_retry", "TITAN_PERSISTENCE_RETRY", 1.0, _seconds,
+            "After an append-only file could not be written (a full disk), how often the "
+            "master or store tries to write its state anew; changes are refused until then.",
+            metavar="SECONDS", show=_show_seconds),
     _choice("log_level", "TITAN_LOG_LEVEL", LogLevel, LogLevel.INFO,
             "Least severe log level written."),
     Setting("heartbeat_interval", "TITAN_HEARTBEAT_INTERVAL", 1.0, _seconds,
@@ -276,6 +281,11 @@ SETTINGS: Mapping[str, Setting] = make_registry([
             "Modules the warm executor imports before it forks jobs, comma-separated; none "
             "may start a thread when imported (a module that fails to import is skipped).",
             metavar="MODULES", show=",".join),
+    Setting("job_user", "TITAN_JOB_USER", "auto", parse_job_user,
+            "User the worker's jobs run as: auto (nobody when the worker runs as root, else "
+            "the worker's own user), a user name or a uid; root is unsafe (jobs could read "
+            "the cluster key). `titanctl up` gives its workers the invoking user.",
+            metavar="USER"),
     Setting("log_cap", "TITAN_LOG_CAP", 64 * _MiB, parse_size(1024),
             "Largest output kept per job; the rest is dropped with a marker (64MiB).",
             metavar="SIZE", show=format_size),

@@ -227,6 +227,37 @@ def check_bind_address(host: str, has_key: bool) -> None:
     )
 
 
+def check_dial_address(host: str, port: int, has_key: bool, what: str) -> None:
+    """Refuse to dial a non-loopback ``host`` without a cluster key.
+
+    The other end of such a connection is a server off loopback, which always runs with a key
+    (:func:`check_bind_address`), so a keyless component would only be refused there, again and
+    again; and frames off loopback without a key would travel unauthenticated. A host name that
+    resolves to loopback addresses only counts as loopback (an SSH tunnel's 127.0.0.1 too).
+
+    Raises:
+        ConfigError: naming ``what`` (e.g. "the master") and the address.
+    """
+    if has_key or is_loopback_host(host) or _resolves_to_loopback(host):
+        return
+    raise ConfigError(
+        f"refusing to connect to {what} at {host}:{port} without a cluster key: it is off "
+        "loopback, where every component must authenticate; pass --key-file / TITAN_KEY_FILE "
+        "(the cluster key, or a role key from `titanctl key derive`), or reach it through "
+        "127.0.0.1 (an SSH tunnel)"
+    )
+
+
+def _resolves_to_loopback(host: str) -> bool:
+    import socket
+
+    try:
+        found = socket.getaddrinfo(host.strip().strip("[]"), None)
+    except (OSError, UnicodeError):
+        return False
+    return bool(found) and all(is_loopback_host(str(info[4][0])) for info in found)
+
+
 def is_loopback_host(host: str) -> bool:
     """True for localhost, 127.0.0.0/8, ::1 and IPv4-mapped loopback addresses."""
     host = host.strip().strip("[]").lower()

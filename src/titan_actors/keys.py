@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .config import Config
 from .config_security import read_any_key_file, write_role_key_file
-from .errors import ConfigError
+from .errors import ConfigError, HandshakeError
 from .wire.auth import KeyRing, role_key
 from .wire.roles import Role
 
@@ -36,3 +36,21 @@ def derive_role_key_file(cluster_key_file: Path, role: Role, out: Path) -> Path:
         raise ConfigError(f"{cluster_key_file} holds the {role_name} key; deriving needs the "
                           "cluster key")
     return write_role_key_file(out, role.name.lower(), role_key(key, role))
+
+
+def check_roles(keys: KeyRing | None, path: Path | None, roles: tuple[Role, ...],
+                what: str) -> None:
+    """Refuse, at start, a role key file that proves none of ``roles`` (``what``: the
+    component, for the message). A wrong key is a setting to fix, not an outage to retry."""
+    if keys is None:
+        return
+    for role in roles:
+        try:
+            keys.key_for(role)
+            return
+        except HandshakeError:
+            continue
+    wanted = " or ".join(role.name.lower() for role in roles)
+    raise ConfigError(f"key file {path} holds the key of another role; {what} needs the cluster "
+                      f"key or the {wanted} key (`titanctl key derive CLUSTER_KEY OUT --role "
+                      f"{roles[0].name.lower()}`)")

@@ -17,12 +17,15 @@ from typing import Any
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 
+from titan_actors.errors import ConfigError
 from titan_actors.execution.archives import not_packed
 from titan_actors.execution.command import opt_out_of_warm
+from titan_actors.job_limits import parse_limit
 from titan_actors.pipeline_yaml import (
     Bad,
     Entry,
     Problems,
+    _scalar,
     as_argv,
     as_bool,
     as_int,
@@ -45,7 +48,8 @@ _ID_RULE = "no spaces, '/' or control characters"  # the scheduler's rule (sched
 _TAG = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # set by the worker for every job: a pipeline overriding them would break the job's identity
-_RESERVED_ENV = frozenset({"TITAN_JOB_ID", "TITAN_RUN_ID", "TITAN_ATTEMPT", "TITAN_TOKEN"})
+_RESERVED_ENV = frozenset({"TITAN_JOB_ID", "TITAN_RUN_ID", "TITAN_ATTEMPT", "TITAN_TOKEN",
+                           "TITAN_WORKER"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,7 @@ _READERS: dict[str, tuple[str | None, Callable[[str, Node], Any]]] = {
     "max_wait_seconds": ("max_wait_seconds", as_seconds(positive=True)),
     "message": ("message", as_text),
     "warm": (None, as_bool),  # false: never from the warm executor (TITAN_WARM=0 in its env)
+    "limits": ("limits", lambda key, node: node),  # read by _limits, which reports each entry
 }
 KEYS = ("id", *_READERS)
 
@@ -149,6 +154,8 @@ def parse_job(node: Node, index: int, base: Path, problems: Problems,
     parents = _parents(values.pop("depends_on", []), job_id, problems, where)
     if "env" in values:
         values["env"] = _env(found["env"], problems, where)
+    if "limits" in values:
+        values["limits"] = _limits(found["limits"], problems, where)
     _check_what_runs(found, values, line, problems, where)
     _check_kind_keys(found, values, problems, where)
     fields = {_READERS[k][0]: v for k, v in values.items() if _READERS[k][0]}
@@ -163,6 +170,26 @@ def parse_job(node: Node, index: int, base: Path, problems: Problems,
         return ParsedJob(job_id, line, parents, None)
     spec = JobSpec(id=job_id, parents=tuple(p for p, _ in parents), **fields)
     return ParsedJob(job_id, line, parents, spec)
+
+
+def _limits(entry: Entry, problems: Problems, where: str) -> dict[str, int]:
+    """The ``limits:`` mapping (execution/limits.py), each bad entry reported on its line."""
+    node = entry.value
+    if not isinstance(node, MappingNode):
+        problems.add(entry.line, f"{where}'limits' must be a mapping such as "
+                                 f"{{memory: 512MiB, cpu: 60}}, got {shown(node)}")
+        return {}
+    out: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        name = str(key_node.value)
+        value = _scalar(value_node, ("int",))
+        if value is None and isinstance(value_node, ScalarNode):
+            value = str(value_node.value)  # a size with its unit, or a mistake parse_limit names
+        try:
+            out[name] = parse_limit(name, value)
+        except ConfigError as error:
+            problems.add(line_of(value_node), f"{where}{error}")
+    return out
 
 
 def _read_id(found: dict[str, Entry], index: int, line: int, problems: Problems) -> str | None:

@@ -362,7 +362,9 @@ class Cluster:
                 "--tags", ",".join(tags), "--slots", str(slots),
                 "--data-dir", str(self.root / "processes"), "--heartbeat-interval",
                 str(HEARTBEAT), "--log-level", "warning", "--ready-file", str(ready)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TITAN_")}
+        # none of the test process's TITAN_* settings but who jobs run as (tests/conftest.py)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("TITAN_") or k == "TITAN_JOB_USER"}
         process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
         self.processes[name] = process
         json.loads(in_thread(wait_for_file, ready, process, 30))

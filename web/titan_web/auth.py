@@ -77,7 +77,9 @@ def signed_in() -> bool:
     if not _options().auth_required:
         return True
     via = session.get("via", "")
-    return bool(session.get("user")) and (via == "admin" or via == _password_stamp())
+    stamp = _password_stamp()
+    return bool(session.get("user")) and (
+        via == "admin" or (bool(stamp) and hmac.compare_digest(str(via).encode(), stamp.encode())))
 
 
 def _password_stamp() -> str:

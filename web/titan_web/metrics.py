@@ -51,6 +51,9 @@ def exposition(status: Status, hub_counters: dict[str, int], hub_live: bool,
     out.metric("titan_master_up", "gauge", "1 when the master answered this scrape.",
                [({}, 1 if status.reachable else 0)])
     if status.reachable:
+        out.metric("titan_persistence_degraded", "gauge", "1 while the master or its store "
+                   "cannot write its append-only file (changes are refused).",
+                   [({}, 1 if status.degraded else 0)])
         out.metric("titan_jobs", "gauge", "Jobs by state, over the runs the master keeps.",
                    [({"state": s.value}, status.jobs.get(s.value, 0)) for s in JobState])
         out.metric("titan_jobs_queued", "gauge", "Jobs ready and waiting for a worker.",

@@ -1,5 +1,6 @@
 """What the status line, the gate banner and ``/metrics`` show: one snapshot of the cluster,
-read from the master in three asks (workers, runs with their job counts, waiting gates)."""
+read from the master in four asks (workers, runs with their job counts, waiting gates, and a
+ping that says whether persistence is degraded)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class Status:
     gates: tuple[JobInfo, ...] = ()
     jobs: dict[str, int] = field(default_factory=dict)   # job state -> count, over kept runs
     runs: dict[str, int] = field(default_factory=dict)   # run state -> count
+    degraded: str = ""  # what the master reports degraded (its or its store's persistence)
 
     @property
     def workers_connected(self) -> int:
@@ -59,6 +61,7 @@ def read_status(client, run_limit: int = RUN_LIMIT) -> Status:
     workers = client.workers()
     runs = client.runs(run_limit)
     gates = client.gates()
+    degraded = getattr(client.ping(), "degraded", "")
     jobs: dict[str, int] = {}
     run_states: dict[str, int] = {}
     for run in runs:
@@ -66,7 +69,7 @@ def read_status(client, run_limit: int = RUN_LIMIT) -> Status:
         for state, count in run.counts.items():
             jobs[state] = jobs.get(state, 0) + count
     return Status(True, at=time.time(), workers=tuple(workers), gates=tuple(gates), jobs=jobs,
-                  runs=run_states)
+                  runs=run_states, degraded=degraded)
 
 
 def unreachable(error: str) -> Status:

@@ -4,17 +4,21 @@ Every decision of the scheduler is a record; the master appends it to its AOF an
 (publishes the event, sends the dispatch or kill, answers the client) only once the record is
 durable, so a restarted master replays to exactly what it had acknowledged. Workers dial in and
 are served by the same actor; liveness is a lease on the monotonic clock, and the only timers are
-the lease check and one timer for the scheduler's next due time.
+the lease check, one timer for the scheduler's next due time, retention, and the attempt to
+restore persistence after a write failure (``master_persistence``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import failpoints
 from ..aof import AppendOnlyFile
 from ..errors import PersistenceError, UsageError
 from ..master import records as rec
@@ -34,6 +38,7 @@ from .future import Future
 from .master_clients import ClientRequests
 from .master_files import FileRequests
 from .master_lifecycle import LifecycleRequests
+from .master_persistence import PersistenceRecovery, Restore
 from .master_scaling import ScalerRequests
 from .master_workers import PeerGone, WorkerRequests, _CheckLeases
 
@@ -62,6 +67,13 @@ class MasterOptions:
     # after a job ended, how long its last output may still be on its way
     output_grace: float = 10.0
     max_upload_size: int = 4 << 30
+    # the AOF's compaction thresholds, and how often a degraded AOF is written anew
+    aof_rewrite_min_size: int = 64 * 1024 * 1024
+    aof_rewrite_percentage: int = 100
+    persistence_retry: float = 1.0
+    # os.write / os.fsync for the AOF (tests fail or watch them)
+    write: Callable[[int, bytes], int] = os.write
+    fsync: Callable[[int], None] = os.fsync
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +103,11 @@ class _Committed:
     dispatches: tuple[Any, ...] = field(default_factory=tuple)
     failure: BaseException | None = None
     kills: tuple[Any, ...] = field(default_factory=tuple)
+    failpoint: str = ""  # reached after the records are durable, before the reply is set
 
 
-class MasterActor(ClientRequests, FileRequests, LifecycleRequests, ScalerRequests,
-                  WorkerRequests, Actor):
+class MasterActor(PersistenceRecovery, ClientRequests, FileRequests, LifecycleRequests,
+                  ScalerRequests, WorkerRequests, Actor):
     """The master actor. See the module docstring."""
 
     def __init__(self, options: MasterOptions, *, keys: KeyRing | None = None,
@@ -116,14 +129,18 @@ class MasterActor(ClientRequests, FileRequests, LifecycleRequests, ScalerRequest
         self._output_expected: dict[tuple[str, str, int, int], int] = {}
         self._output_received: dict[tuple[str, str, int, int], int] = {}
         self._last_barrier = None
-        self.degraded: BaseException | None = None
+        self._init_persistence()
 
     # -- life ---------------------------------------------------------------------------------
 
     def on_start(self) -> None:
         self.options.data_dir.mkdir(parents=True, exist_ok=True)
         self.aof = AppendOnlyFile.open(self.options.data_dir / "master.aof",
-                                       self.options.aof_fsync)
+                                       self.options.aof_fsync,
+                                       rewrite_min_size=self.options.aof_rewrite_min_size,
+                                       rewrite_percentage=self.options.aof_rewrite_percentage,
+                                       write=self.options.write,
+                                       fsync=self.options.fsync)
         count = 0
         for payload in self.aof.take_replayed():
             self.scheduler.apply(rec.decode(payload))
@@ -139,6 +156,7 @@ class MasterActor(ClientRequests, FileRequests, LifecycleRequests, ScalerRequest
                  count, len(self._unclaimed))
         self.send_every(self.options.heartbeat_interval, _CheckLeases())
         self.send_every(self.options.retention_interval, _Retention())
+        self.send_every(self.options.persistence_retry, Restore())
         self._arm_due()
 
     def on_stop(self) -> None:
@@ -150,16 +168,19 @@ class MasterActor(ClientRequests, FileRequests, LifecycleRequests, ScalerRequest
     # -- committing ---------------------------------------------------------------------------
 
     def _commit(self, records: list, *, reply_value: Any = None, want_reply: bool = False,
-                dispatches: tuple = ()) -> Future | None:
+                dispatches: tuple = (), failpoint: str = "") -> Future | None:
         """Append ``records``; once durable, publish them, send ``dispatches`` and the kills
         they imply, and answer.
 
         Returns the Future of the reply when ``want_reply``: the reply leaves only after the
         fsync that covers the records, and after every earlier record too (an empty commit
-        waits for the last append), or fails with the persistence error.
+        waits for the last append), or fails with the persistence error (the records stay
+        applied in memory: see ``master_persistence``).
         """
         if self.degraded is not None:
-            raise PersistenceError(f"the master cannot persist: {self.degraded}")
+            if records:  # a handler not refused up front already changed the scheduler
+                raise self._not_durable(PersistenceError(self.degraded_reason()))
+            raise PersistenceError(f"the master cannot persist: {self.degraded_reason()}")
         reply = Future("durable reply") if want_reply else None
         kills = tuple(kill for kill in map(views.kill_of, records) if kill is not None)
         try:
@@ -167,31 +188,30 @@ class MasterActor(ClientRequests, FileRequests, LifecycleRequests, ScalerRequest
                 self._last_barrier = self.aof.append(rec.encode(record))
         except Exception as error:
             # The scheduler already holds these records: without them on disk its state can no
-            # longer be trusted to match the file, so nothing more is accepted.
-            self.degraded = error
-            log.critical("the master's AOF refused a record; refusing further changes: %s",
-                         error)
-            raise PersistenceError(f"the master cannot persist: {error}") from error
+            # longer be trusted to match the file, so nothing more is accepted until the whole
+            # state is written anew.
+            self._persistence_failed(error)
+            raise self._not_durable(error) from error
         committed = (tuple(records), reply, reply_value, dispatches)
         barrier = self._last_barrier
         if barrier is None or barrier.ready() and barrier.successful():
-            self.notify(_Committed(*committed, kills=kills))
+            self.notify(_Committed(*committed, kills=kills, failpoint=failpoint))
             return reply
 
         def durable(done) -> None:
             failure = None if done.successful() else done.exception
-            self.notify(_Committed(*committed, failure=failure, kills=kills))
+            self.notify(_Committed(*committed, failure=failure, kills=kills,
+                                   failpoint=failpoint))
         barrier.add_done_callback(durable)
         return reply
 
     @handles(_Committed)
     def _on_committed(self, msg: _Committed) -> None:
-        if msg.failure is not None:
-            self.degraded = msg.failure
-            log.critical("the master's AOF failed; refusing further changes: %s", msg.failure)
-            if msg.reply is not None:
-                msg.reply.set_exception(msg.failure)
-            return
+        # Failed records stay applied in memory (published and acted on, except dispatches)
+        # and are written with the whole state once persistence is restored.
+        failed = msg.failure is not None
+        if failed:
+            self._persistence_failed(msg.failure)
         before = self.events.last_seq
         for record in msg.records:
             for event in views.events_of(record):
@@ -200,14 +220,21 @@ class MasterActor(ClientRequests, FileRequests, LifecycleRequests, ScalerRequest
         for worker, ref in msg.kills:
             self._kill(worker, ref, "cancelled")
         for assignment in msg.dispatches:
+            if failed:  # not sent: its worker registers again after the restore, and the
+                continue  # attempt it never got is declared lost then
+            failpoints.hit("master.dispatch.before_send")
             self._send_dispatch(assignment)
-        if msg.reply is not None:
+        if msg.reply is not None and failed:
+            msg.reply.set_exception(self._not_durable(msg.failure))
+        elif msg.reply is not None:
+            if msg.failpoint:
+                failpoints.hit(msg.failpoint)
             value = msg.value
             if isinstance(value, m.RunAccepted):  # a client follows the run from its start
                 value = dataclasses.replace(value, last_seq=before)
             msg.reply.set(value)
         self._arm_due()
-        if self.aof.needs_rewrite():
+        if not failed and self.aof.needs_rewrite():
             self._compact()
 
     def _announce_finished_runs(self, run_ids: list[str]) -> None:
@@ -299,7 +326,9 @@ class MasterActor(ClientRequests, FileRequests, LifecycleRequests, ScalerRequest
         try:
             self.aof.rewrite(rec.encode(record) for record in self.scheduler.snapshot())
         except PersistenceError as error:
-            log.error("AOF compaction failed (the old file is kept): %s", error)
+            log.error("AOF compaction failed: %s", error)
+            if self.aof.degraded:  # it failed after its rename: refuse changes from now on
+                self._persistence_failed(self.aof.failure)
 
     @handles(_Retention)
     def _retention(self, msg: _Retention) -> None:

@@ -20,9 +20,10 @@ class ClientRequests:
     """Handlers for the CLI, the SDK, the console, MCP and jobs."""
 
     @handles(Ping)
-    def _ping(self, msg: Ping) -> Pong:
-        from .. import __version__
-        return Pong(msg.payload, self.options.identity, __version__)
+    def _ping(self, msg: Ping, sender: Sender) -> Pong | Future:
+        # with what is degraded (master_persistence); a worker's liveness ping (each heartbeat)
+        # is answered at once, never held up by a slow store
+        return self._pong(msg, ask_store=sender.peer.role is not Role.WORKER)
 
     @handles(m.SubmitRun)
     def _submit(self, msg: m.SubmitRun, sender: Sender) -> Future:
@@ -31,7 +32,8 @@ class ClientRequests:
                                                 from_run=from_run,
                                                 from_job=_submitting_job(sender, msg.from_job))
         accepted = m.RunAccepted(run_id, msg.spec.name, tuple(j.id for j in msg.spec.jobs))
-        return self._advance(records, reply_value=accepted, want_reply=True)
+        return self._advance(records, reply_value=accepted, want_reply=True,
+                             failpoint="master.submit.before_ack")
 
     @handles(m.AddJobs)
     def _add_jobs(self, msg: m.AddJobs, sender: Sender) -> Future:
@@ -94,7 +96,7 @@ class ClientRequests:
         run_ref = msg.run_ref
         if sender.peer.role is Role.JOB and run_ref in ("", "latest"):
             run_ref = sender.peer.run_id
-        detail = views.run_detail(self.scheduler, run_ref, self.events.last_seq)
+        detail = views.run_detail(self.scheduler, run_ref, self.events.last_seq, msg.jobs)
         self._check_run_scope(sender, detail.run.run_id)
         return detail
 

@@ -51,6 +51,7 @@ class LifecycleRequests:
 
     def _decide(self, run_id: str, job_id: str, approve: bool, by: str,
                 comment: str) -> Future:
+        self._refuse_if_degraded("gate decision")  # also a decision through the store key
         records = self.scheduler.decide_gate(run_id, job_id, approve, by, comment,
                                              self.clock.time())
         verb = "approved" if approve else "rejected"

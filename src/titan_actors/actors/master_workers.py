@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from .. import failpoints
 from ..errors import StaleReportError, UsageError
 from ..master import views
 from ..master.workers import WorkerEntry
@@ -54,7 +55,8 @@ class WorkerRequests:
             records += self._finish(result)
         for ref in msg.running:
             self._claim(entry, ref)
-        records += self._disowned(msg.name, {*msg.running, *(r.ref for r in msg.finished)})
+        records += self._disowned(msg.name, {*msg.running, *(r.ref for r in msg.finished)},
+                                  set(msg.lost))
         self.events.publish(kind=m.EventKind.WORKER, worker=msg.name, detail="connected")
         log.info("worker %s registered: tags %s, %d slots", msg.name, sorted(tags), msg.slots)
         registered = w.Registered(self.options.identity, self.options.heartbeat_interval,
@@ -69,17 +71,32 @@ class WorkerRequests:
         else:
             self._kill(entry.name, ref, "this attempt is no longer current")
 
-    def _disowned(self, worker: str, reported: set[w.AttemptRef]) -> list:
+    def _disowned(self, worker: str, reported: set[w.AttemptRef],
+                  lost: set[w.AttemptRef]) -> list:
         """The attempts recorded as running on ``worker`` that it did not report when it
-        registered: it restarted without them, or never got their dispatch. They are lost now;
-        otherwise nothing would ever declare them lost (its new entry does not hold them)."""
+        registered (otherwise nothing would ever end them: its new entry does not hold them).
+        One that a previous life of the worker started (``lost``) may have run: a failed
+        attempt. Any other never reached the worker (the dispatch was recorded but not sent,
+        or lost with a broken link): queued again, and the attempt does not count."""
         records: list = []
         for run_id, job_id, name, attempt, epoch in self.scheduler.running_attempts():
             ref = w.AttemptRef(run_id, job_id, attempt, epoch)
             if name == worker and ref not in reported:
                 self._unclaimed.pop((run_id, job_id), None)
-                records += self._lost(ref, f"worker {worker} registered without it")
+                if ref in lost:
+                    records += self._lost(ref, f"worker {worker} restarted while running it")
+                else:
+                    records += self._undelivered(ref, worker)
         return records
+
+    def _undelivered(self, ref: w.AttemptRef, worker: str) -> list:
+        try:
+            return self.scheduler.handed_back(
+                ref.run_id, ref.job_id, ref.attempt, ref.epoch, self.clock.time(),
+                f"its dispatch never reached worker {worker} (queued again; the attempt does "
+                f"not count)")
+        except StaleReportError:
+            return []
 
     @handles(w.Heartbeat)
     def _heartbeat(self, msg: w.Heartbeat, sender: Sender) -> None:
@@ -93,14 +110,30 @@ class WorkerRequests:
             if (ref.run_id, ref.job_id) in self._unclaimed:
                 self._claim(entry, ref)
 
+    def _from_its_worker(self, sender: Sender, ref: w.AttemptRef, what: str,
+                         level: int = logging.WARNING) -> bool:
+        """Whether ``sender`` is the registered worker the attempt's job was dispatched to.
+        Every worker holds the same worker key, so the key alone does not say which attempts
+        a connection may report on; nor may a connection that never registered."""
+        entry = self.workers.by_ref(sender.ref)
+        if entry is not None and self._holds(entry.name, ref, unknown=False):
+            return True
+        log.log(level, "refused %s of %s/%s from %s: not its worker", what, ref.run_id,
+                ref.job_id, entry.name if entry else sender.peer.identity)
+        return False
+
     @handles(w.JobStarted)
     def _started(self, msg: w.JobStarted, sender: Sender) -> None:
+        if not self._from_its_worker(sender, msg.ref, "a start"):
+            return
         self.events.publish(kind=m.EventKind.JOB, run_id=msg.ref.run_id, job_id=msg.ref.job_id,
                             attempt=msg.ref.attempt, detail=f"process {msg.pid} started")
 
     @handles(w.JobOutput)
-    def _output(self, msg: w.JobOutput) -> None:
+    def _output(self, msg: w.JobOutput, sender: Sender) -> None:
         ref = msg.ref
+        if not self._from_its_worker(sender, ref, "output", logging.DEBUG):
+            return
         key = (ref.run_id, ref.job_id, ref.attempt, ref.epoch)
         self._output_received[key] = self._output_received.get(key, 0) + len(msg.data)
         try:
@@ -114,6 +147,7 @@ class WorkerRequests:
 
     @handles(w.JobFinished)
     def _finished(self, msg: w.JobFinished, sender: Sender) -> Future:
+        failpoints.hit("master.finish.before_record")
         entry = self.workers.by_ref(sender.ref)
         ref = msg.result.ref
         if entry is None or not self._holds(entry.name, ref):
@@ -122,15 +156,18 @@ class WorkerRequests:
                         ref.job_id, entry.name if entry else sender.peer.identity)
             return self._commit([], want_reply=True)
         entry.running.discard(ref)
-        return self._advance(self._finish(msg.result), want_reply=True)
+        return self._advance(self._finish(msg.result), want_reply=True,
+                             failpoint="master.finish.before_ack")
 
-    def _holds(self, worker: str, ref: w.AttemptRef) -> bool:
+    def _holds(self, worker: str, ref: w.AttemptRef, unknown: bool = True) -> bool:
         """Whether ``worker`` is the one the job's latest attempt was dispatched to (a stale
-        attempt number or epoch is refused later, by the scheduler)."""
+        attempt number or epoch is refused later, by the scheduler). A job the scheduler does
+        not know (pruned, or never there) gives ``unknown``: a result of it is refused as stale
+        later; a start or output of it is refused here (its ids name nothing of ours)."""
         try:
             return self.scheduler.attempt(ref.run_id, ref.job_id)[3] == worker
         except UsageError:
-            return True  # unknown (pruned) jobs are refused as stale
+            return unknown
 
     def _finish(self, result: w.AttemptResult) -> list:
         ref = result.ref
@@ -146,11 +183,12 @@ class WorkerRequests:
 
     @handles(w.HandBack)
     def _hand_back(self, msg: w.HandBack, sender: Sender) -> Future:
-        entry = self.workers.by_ref(sender.ref)
-        if entry is not None:
-            entry.running.discard(msg.ref)
-            self._draining(entry)  # only a draining worker hands work back
         ref = msg.ref
+        if not self._from_its_worker(sender, ref, "a hand-back"):
+            return self._commit([], want_reply=True)
+        entry = self.workers.by_ref(sender.ref)
+        entry.running.discard(ref)
+        self._draining(entry)  # only a draining worker hands work back
         try:
             records = self.scheduler.handed_back(ref.run_id, ref.job_id, ref.attempt, ref.epoch,
                                                  self.clock.time())

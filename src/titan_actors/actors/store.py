@@ -11,6 +11,12 @@ Expiries are wall-clock epoch seconds from the injected clock, persisted as such
 reads as missing, is dropped when touched and by a periodic sweep, and stays expired after a
 restart. Dropping an expired key writes no record (replay sees it expired too); compaction leaves
 it out. Strings and sets are separate keyspaces.
+
+When the AOF cannot be written (a full disk), the write that hit the failure is applied in memory
+but not acknowledged (its error says so), and every later write is refused before it changes
+anything. Every ``persistence_retry`` seconds the store tries to restore persistence by writing
+its live state as a new AOF (as a compaction does); once that succeeds, writes are accepted again.
+``Ping`` answers with what is degraded, if anything.
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..aof import AppendOnlyFile
-from ..errors import DecodeError, PersistenceError, UsageError
+from .. import failpoints
+from ..aof import AppendOnlyFile, restore_from_snapshot
+from ..errors import AofWriteError, DecodeError, PersistenceError, UsageError
 from ..wire import codec
 from ..wire.messages import store as s
+from ..wire.messages.control import Ping, Pong
 from .base import Actor, handles
 from .future import Future
 
@@ -45,9 +53,11 @@ _CHUNK_BYTES = 1024 * 1024
 class StoreOptions:
     """The store's settings (the composition root fills them from the config).
 
-    ``fsync`` replaces ``os.fsync`` for the AOF (tests slow or fail it); ``rewrite_min_size`` and
-    ``rewrite_percentage`` are the AOF's compaction thresholds; ``sweep_interval`` is the period,
-    in seconds of the actor's clock, of the sweep that drops expired keys.
+    ``fsync`` and ``write`` replace ``os.fsync`` / ``os.write`` for the AOF (tests slow, fail or
+    watch them); ``rewrite_min_size`` and ``rewrite_percentage`` are the AOF's compaction
+    thresholds; ``sweep_interval`` is the period, in seconds of the actor's clock, of the sweep
+    that drops expired keys; ``persistence_retry`` the period of the attempts to restore a
+    degraded AOF.
     """
 
     data_dir: Path
@@ -56,11 +66,26 @@ class StoreOptions:
     rewrite_min_size: int = 64 * 1024 * 1024
     rewrite_percentage: int = 100
     fsync: Callable[[int], None] = os.fsync
+    write: Callable[[int, bytes], int] = os.write
+    persistence_retry: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class _Sweep:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Acknowledge:
+    """A durable write's reply, sent once the armed ``store.write.before_ack`` failpoint ran."""
+
+    reply: Future
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _Restore:
+    """Timer message: a degraded AOF tries to become writable again."""
 
 
 def encode_record(record: Any) -> bytes:
@@ -98,6 +123,7 @@ class StoreActor(Actor):
         o = self.options
         o.data_dir.mkdir(parents=True, exist_ok=True)
         self.aof = AppendOnlyFile.open(o.data_dir / "store.aof", o.aof_fsync, fsync=o.fsync,
+                                       write=o.write, clock=self.clock.monotonic,
                                        rewrite_min_size=o.rewrite_min_size,
                                        rewrite_percentage=o.rewrite_percentage)
         count = 0
@@ -107,6 +133,7 @@ class StoreActor(Actor):
         log.info("store replayed %d records: %d values, %d sets", count, len(self._values),
                  len(self._sets))
         self.send_every(o.sweep_interval, _Sweep())
+        self.send_every(o.persistence_retry, _Restore())
 
     def on_stop(self) -> None:
         if self.aof is not None:
@@ -183,30 +210,80 @@ class StoreActor(Actor):
         """Append and apply ``record`` (None: no change); return ``value`` once durable.
 
         Returns a Future that resolves with ``value`` after the record (or, without one, the
-        last record appended) is durable, or fails with the AOF's error; ``value`` itself when
-        nothing is pending. Raises PersistenceError (and nothing is applied) when the AOF is
-        degraded or refuses the record (too large, closed, queue full).
+        last record appended) is durable, or fails with AofWriteError (the record is applied in
+        memory, not acknowledged; the message says so); ``value`` itself when nothing is
+        pending. Raises PersistenceError (and nothing is applied) when the AOF is degraded or
+        refuses the record (too large, closed, queue full).
         """
         if self.aof.degraded:
-            raise PersistenceError(f"the store cannot persist: {self.aof.failure}")
+            raise PersistenceError(f"the store cannot persist, so it refused this write and "
+                                   f"changed nothing: {self.degraded_reason()}")
         if record is not None:
             self._last_barrier = self.aof.append(encode_record(record))
             self._apply(record)
             self._maybe_compact()
         barrier = self._last_barrier
         if barrier is None or barrier.ready() and barrier.successful():
+            failpoints.hit("store.write.before_ack")
             return value
-        if value is None:  # a barrier resolves with None: it is the reply (no extra hop)
-            return barrier
         reply = Future("durable store reply")
 
         def durable(done: Future) -> None:
-            if done.successful():
+            if done.successful() and failpoints.armed("store.write.before_ack"):
+                self.notify(_Acknowledge(reply, value))  # not in a hub callback: it may block
+            elif done.successful():
                 reply.set(value)
             else:
-                reply.set_exception(done.exception)
+                reply.set_exception(self._not_durable(done.exception))
         barrier.add_done_callback(durable)
         return reply
+
+    def _not_durable(self, error: BaseException | None) -> AofWriteError:
+        failure = AofWriteError(
+            f"the store applied this write in memory but could not make it durable ({error}); "
+            f"it is not acknowledged: it is kept, and written to disk, if the store restores "
+            f"its append-only file before it stops (it tries every "
+            f"{self.options.persistence_retry:g} s), and lost if it stops first")
+        failure.__cause__ = error
+        return failure
+
+    def degraded_reason(self) -> str:
+        """Why the store cannot persist now, or "" when it can."""
+        if self.aof is None or not self.aof.degraded:
+            return ""
+        cause = self.aof.failure.__cause__ or self.aof.failure
+        return (f"its append-only file {self.aof.path} cannot be written ({cause!r}); it tries "
+                f"to restore it from memory every {self.options.persistence_retry:g} s")
+
+    @handles(_Acknowledge)
+    def _acknowledge(self, msg: _Acknowledge) -> None:
+        try:
+            failpoints.hit("store.write.before_ack")
+        except failpoints.FailpointError as error:
+            msg.reply.set_exception(error)
+            return
+        msg.reply.set(msg.value)
+
+    @handles(_Restore)
+    def _restore(self, msg: _Restore) -> None:
+        """Write the live state as a new AOF, while the current one is degraded."""
+        if not self.aof.degraded or self._compacting:
+            return  # (a compaction still writing: the next tick tries again)
+        reason = self.degraded_reason()
+        try:
+            self.aof = restore_from_snapshot(self.aof, self._snapshot())
+        except PersistenceError as error:
+            log.debug("the store's persistence is still degraded: %s", error)
+            return
+        self._last_barrier = None
+        log.warning("store persistence restored: %s rewritten from memory (%d values, %d sets); "
+                    "it was degraded because %s", self.aof.path, len(self._values),
+                    len(self._sets), reason)
+
+    @handles(Ping)
+    def _ping(self, msg: Ping) -> Pong:
+        from .. import __version__
+        return Pong(msg.payload, "store", __version__, self.degraded_reason())
 
     def _maybe_compact(self) -> None:
         if not self._compacting and self.aof.needs_rewrite():

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import WARM_PRELOAD
+from .. import failpoints
 from ..errors import LauncherBrokenError, LauncherClosedError
 from ..execution import workspace
 from ..execution.command import TitanEnv, build_command, passed_env, wants_warm
+from ..execution.job_user import user_env
 from ..execution.launcher_client import Launcher
-from ..execution.orphans import ChildRegistry, kill_orphans
+from ..execution.orphans import ChildRegistry, kill_orphans, read_records
 from ..execution.output import OutputCapture
-from ..execution.services import RestartPolicy
+from ..job_limits import to_rlimits
 from ..scheduler.model import JobKind
 from ..wire.auth import KeyRing
 from ..wire.bridge import Endpoint
@@ -31,87 +31,24 @@ from .base import Actor, Sender, handles
 from .worker_burst import BurstSpawner
 from .worker_files import SweepWorkspaces, WorkerFiles
 from .worker_link import Drain, MasterLink, _Beat, _key
+from .worker_model import (
+    WorkerOptions,
+    _Acked,
+    _Attempt,
+    _attempt_of,
+    _exit_reason,
+    _Exited,
+    _HandBackAcked,
+    _lost_marker,
+    _OutputDone,
+    _Timeout,
+)
 from .worker_reports import ReportBook
 from .worker_services import WorkerServices
 
 __all__ = ["Drain", "WorkerActor", "WorkerOptions"]
 
 log = logging.getLogger("titan.worker")
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    """The worker's settings (the composition root fills them from the config)."""
-
-    name: str
-    master: tuple[str, int]
-    data_dir: Path
-    tags: tuple[str, ...] = ("GENERAL",)
-    slots: int = 2
-    heartbeat_interval: float = 1.0
-    reconnect_min: float = 0.05
-    reconnect_max: float = 1.0
-    drain_timeout: float = 30.0
-    kill_grace: float = 5.0
-    ephemeral: bool = False
-    output_cap: int = 64 * 1024 * 1024
-    workspace_retention: float = 7 * 86400.0   # run directories unused this long are removed
-    workspace_sweep: float = 600.0             # how often to look for them
-    archive_max_bytes: int = 1 << 30           # an archive job's project, unpacked
-    archive_max_entries: int = 20_000
-    service_restart: RestartPolicy = RestartPolicy()  # services: backoff between restarts
-    service_probe_min: float = 0.05            # services: first readiness probe, doubling
-    service_probe_max: float = 1.0             # ... up to this interval
-    service_health_timeout: float = 10.0       # services: a health command's time limit
-    burst_of: str = ""                         # a burst worker: the worker that started it
-    # Python jobs forked from a warm interpreter with these modules imported (None: spawned)
-    warm_preload: tuple[str, ...] | None = WARM_PRELOAD
-    # settings its burst workers get through their environment (TITAN_KEY_FILE, ...)
-    burst_env: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass
-class _Attempt:
-    ref: w.AttemptRef
-    pid: int = 0
-    exit_code: int | None = None
-    output_done: bool = False
-    reason: str = ""
-    timer: Any = None
-    handed_back: bool = False
-    output_bytes: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Exited:
-    key: str
-    exit_code: int
-
-
-@dataclass(frozen=True, slots=True)
-class _OutputDone:
-    ref: w.AttemptRef
-    sent_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Acked:
-    ref: w.AttemptRef
-
-
-@dataclass(frozen=True, slots=True)
-class _HandBackAcked:
-    ref: w.AttemptRef
-
-
-@dataclass(frozen=True, slots=True)
-class _Timeout:
-    ref: w.AttemptRef
-
-
-def _lost_marker(count: int) -> bytes:
-    return (f"\n[titan: {count} bytes of output were lost while the master was unreachable]\n"
-            .encode())
 
 
 class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
@@ -128,6 +65,7 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
         self.attempts: dict[w.AttemptRef, _Attempt] = {}
         self.by_key: dict[str, w.AttemptRef] = {}
         self.unacked: dict[w.AttemptRef, w.AttemptResult] = {}
+        self.lost_before: set[w.AttemptRef] = set()  # started by a previous life, unreported
         self.handing_back: set[w.AttemptRef] = set()
         self._projects: dict[tuple[str, str], Any] = {}  # (run, digest) -> Future of its folder
         self._folders: dict[tuple[str, str], str] = {}   # (run, folder) -> digest unpacking
@@ -135,12 +73,14 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
         self.service_random = random.Random()            # their restart jitter
         self.draining = False
         self._stopping = False
-        self.job_base_env = passed_env()  # what of this process's environment jobs get
+        # what of this process's environment jobs get (as their user's)
+        self.job_base_env = user_env(passed_env(), options.job_user)
 
     # -- life ---------------------------------------------------------------------------------
 
     def on_start(self) -> None:
         self.options.data_dir.mkdir(parents=True, exist_ok=True)
+        started_before = read_records(self.options.data_dir)
         killed = kill_orphans(self.options.data_dir)
         if killed:
             log.warning("killed what %d attempts of a previous life left running",
@@ -148,6 +88,8 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
         self.children = ChildRegistry(self.options.data_dir)
         self.reports = ReportBook(self.options.data_dir)
         self.unacked.update(self.reports.load())
+        self.lost_before = {ref for ref in map(_attempt_of, (r.key for r in started_before))
+                            if ref is not None and ref not in self.unacked}
         self._save_reports()  # the journal starts compacted, as this life's book
         if self.unacked:
             log.info("%d reports of a previous life wait for the master", len(self.unacked))
@@ -200,10 +142,11 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
             self._prepare(msg)  # launches once the stored file it runs is in place
             return
         try:
-            cwd = workspace.prepare_run(self.options.data_dir, ref.run_id)
+            owner = self.options.job_user
+            cwd = workspace.prepare_run(self.options.data_dir, ref.run_id, owner)
             script = workspace.write_script(self.options.data_dir, ref.run_id, ref.job_id,
-                                            ref.attempt, msg.spec.script_name, msg.spec.script) \
-                if msg.spec.script_name else None
+                                            ref.attempt, msg.spec.script_name, msg.spec.script,
+                                            owner) if msg.spec.script_name else None
         except Exception as error:
             self._fail_to_start(attempt, str(error))
             return
@@ -218,10 +161,13 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
         try:
             # jobs reach the master the way this worker does (its own --master address)
             host, port = self.options.master
-            titan = TitanEnv(host, port, msg.token, ref.job_id, ref.run_id, ref.attempt)
+            titan = TitanEnv(host, port, msg.token, ref.job_id, ref.run_id, ref.attempt,
+                              self.options.name)
             cmd = build_command(spec, titan, str(script) if script else None,
                                 base_env=self.job_base_env)
-            process = self._spawn_process(_key(ref), cmd, cwd, warm=wants_warm(spec, cmd))
+            attempt.limits = spec.limits
+            process = self._spawn_process(_key(ref), cmd, cwd, warm=wants_warm(spec, cmd),
+                                          rlimits=to_rlimits(spec.limits))
         except Exception as error:
             self._fail_to_start(attempt, str(error))
             return
@@ -233,20 +179,25 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
             self._tell_master(w.JobStarted(ref, process.pid))
 
     def _start_launcher(self) -> Launcher:
+        user = self.options.job_user
         return Launcher.start(on_exit=self._on_exit, registry=self.children,
                               warm_preload=self.options.warm_preload,
-                              timeout=10.0 if self.options.warm_preload is None else 60.0)
+                              timeout=10.0 if self.options.warm_preload is None else 60.0,
+                              user=None if user is None else (user.uid, user.gid))
 
-    def _spawn_process(self, key: str, cmd, cwd: Path, warm: bool = False):
+    def _spawn_process(self, key: str, cmd, cwd: Path, warm: bool = False,
+                       rlimits: dict[int, int] | None = None):
         """Start ``cmd`` (a ``Command``) in ``cwd`` through the launcher as ``key`` (``warm``:
-        from the warm executor when the launcher runs one)."""
+        from the warm executor when the launcher runs one; ``rlimits``: its resource limits)."""
         try:
-            return self.launcher.launch(key, cmd.argv, cmd.env, str(cwd), warm=warm)
+            return self.launcher.launch(key, cmd.argv, cmd.env, str(cwd), warm=warm,
+                                        rlimits=rlimits)
         except (LauncherBrokenError, LauncherClosedError) as error:
             # the launcher died (killed, out of memory): start a new one, try once more
             log.error("the launcher is gone (%s); starting a new one", error)
             self.launcher = self._start_launcher()
-            return self.launcher.launch(key, cmd.argv, cmd.env, str(cwd), warm=warm)
+            return self.launcher.launch(key, cmd.argv, cmd.env, str(cwd), warm=warm,
+                                        rlimits=rlimits)
 
     def _fail_to_start(self, attempt: _Attempt, why: str, exit_code: int = 127) -> None:
         log.warning("could not start %s: %s", _key(attempt.ref), why)
@@ -327,12 +278,12 @@ class WorkerActor(BurstSpawner, WorkerServices, WorkerFiles, MasterLink, Actor):
         if attempt.handed_back:
             self._report_hand_back(ref)
         else:
-            reason = attempt.reason or ("" if attempt.exit_code == 0
-                                        else f"exit code {attempt.exit_code}")
+            reason = attempt.reason or _exit_reason(attempt.exit_code, attempt.limits)
             result = w.AttemptResult(ref, attempt.exit_code, reason, self.clock.time(),
                                      attempt.output_bytes)
             self.unacked[ref] = result
             self._book(self.reports.add, result)
+            failpoints.hit("worker.finish.before_report")
             self._send_result(result)
         self._stop_if_drained()
 

@@ -43,6 +43,20 @@ _FETCH_TIMEOUT = 60.0
 _MARKER = ".titan-archive"
 
 
+def _read_marker(path: Path) -> str:
+    """The digest a project folder's marker holds; never through a link, never blocking on a
+    FIFO or a device a job put there (the run directory is writable by its jobs): anything
+    but a small regular file reads as "" (so the folder is not reused)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > 256:
+            return ""
+        return os.read(fd, 256).decode("ascii", "replace").strip()
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     """The stored file of a dispatch is in place: launch in ``cwd``, or fail with ``error``."""
@@ -67,7 +81,7 @@ def project_folder_name(archive: str, digest: str, run_dir: Path,
     if stem in _RESERVED or (taken or {}).get(stem, digest) != digest:
         return versioned
     try:
-        if (run_dir / stem / _MARKER).read_text().strip() != digest:
+        if _read_marker(run_dir / stem / _MARKER) != digest:
             return versioned
     except FileNotFoundError:
         if (run_dir / stem).exists():
@@ -113,8 +127,9 @@ class WorkerFiles:
             blob = self._cached_file(f"library script {spec.library!r}", spec.file_digest)
             content = run_in_thread(blob.read_bytes)
             script = run_in_thread(workspace.write_script, self.options.data_dir, ref.run_id,
-                                   ref.job_id, ref.attempt, spec.library, content)
-            cwd = workspace.prepare_run(self.options.data_dir, ref.run_id)
+                                   ref.job_id, ref.attempt, spec.library, content,
+                                   self.options.job_user)
+            cwd = workspace.prepare_run(self.options.data_dir, ref.run_id, self.options.job_user)
         except Exception as error:  # the attempt fails, the worker goes on
             self.notify(_Prepared(msg, None, None, str(error)))
             return
@@ -153,13 +168,16 @@ class WorkerFiles:
         spec, run_id = msg.spec, msg.ref.run_id
         try:
             blob = self._cached_file(f"archive {spec.archive!r}", spec.file_digest)
-            run_dir = workspace.prepare_run(self.options.data_dir, run_id)
+            owner = self.options.job_user
+            run_dir = workspace.prepare_run(self.options.data_dir, run_id, owner)
             project = run_dir / folder
             if not project.exists():
                 count = run_in_thread(archives.unpack, blob, project,
                                       max_bytes=self.options.archive_max_bytes,
                                       max_entries=self.options.archive_max_entries)
                 (project / _MARKER).write_text(spec.file_digest)
+                if owner is not None:  # the job's working directory: its user's
+                    run_in_thread(workspace.hand_over, project, owner)
                 log.info("unpacked %s (%d files) for run %s", spec.archive, count, run_id)
             result.set(project)
         except Exception as error:  # the attempts fail, the worker goes on
@@ -210,7 +228,12 @@ class WorkerFiles:
             self._fail_to_start(attempt, f"{what}: {msg.error}")
             return
         if msg.script.suffix not in (".py", ".sh"):  # run directly: it must be executable
-            msg.script.chmod(stat.S_IMODE(msg.script.stat().st_mode) | stat.S_IXUSR)
+            try:
+                owner = self.options.job_user
+                workspace.make_executable(msg.script, None if owner is None else owner.uid)
+            except (OSError, UsageError) as error:
+                self._fail_to_start(attempt, f"{msg.script.name}: {error}")
+                return
         self._launch(attempt, msg.dispatch, msg.cwd, msg.script)
 
     # -- the master's questions about a run's files ---------------------------------------------

@@ -2,7 +2,8 @@
 :class:`~titan_actors.actors.worker.WorkerActor`.
 
 An owned greenlet dials with a capped backoff, registers (with what the worker still runs and
-what finished unacknowledged) and tells the actor by message; heartbeats are a timer. Draining
+what finished unacknowledged), tells the actor by message, then pings the master while the link
+lasts and drops it when the master stays silent for a lease; heartbeats are a timer. Draining
 (SIGTERM) stops new work and waits for running attempts up to the drain timeout, then hands
 them back.
 """
@@ -17,8 +18,10 @@ from typing import Any
 
 import gevent
 
+from ..errors import AskTimeoutError
 from ..wire.bridge import Endpoint
 from ..wire.messages import worker as w
+from ..wire.messages.control import Ping
 from ..wire.roles import Role
 from ..wire.server import dial
 from .base import handles
@@ -91,11 +94,11 @@ class MasterLink:
                 failing_since = self._back_off(failing_since)
                 continue
             try:
-                running, finished = self.ref.ask(_RegistrationState(), timeout=10)
-                endpoint.remote.ask(w.RegisterWorker(
+                running, finished, lost = self.ref.ask(_RegistrationState(), timeout=10)
+                registered = endpoint.remote.ask(w.RegisterWorker(
                     self.options.name, self.options.tags, self.options.slots,
                     socket.gethostname(), os.getpid(), running, finished,
-                    self.options.ephemeral, self.options.burst_of), timeout=30)
+                    self.options.ephemeral, self.options.burst_of, lost), timeout=30)
             except Exception as error:
                 log.warning("registration with the master failed: %s", error)
                 endpoint.close()
@@ -103,9 +106,28 @@ class MasterLink:
                 continue
             failing_since = None
             self.notify(_Connected(endpoint, tuple(result.ref for result in finished)))
-            while not self._stopping and not endpoint.wait_closed(5.0):
-                pass
+            self._watch_master(endpoint, registered.lease)
             self.notify(_Disconnected(endpoint))
+
+    def _watch_master(self, endpoint: Endpoint, lease: float) -> None:
+        """Until the link ends: ping the master every heartbeat interval, and drop the link
+        when it answers nothing for a whole ``lease`` (the master's, from the registration).
+
+        Heartbeats are one-way, and TCP notices a peer that vanished without a FIN (a
+        partition, a half-open connection, a path that loses only the master's frames) only
+        after minutes of retransmissions: meanwhile the master declares this worker lost and
+        runs its jobs elsewhere, and dispatches sent down a dead path vanish. Dropping the link
+        makes the worker dial again and register, so the master re-attaches what still runs
+        here and re-runs what a registration leaves out.
+        """
+        while not self._stopping and not endpoint.wait_closed(self.options.heartbeat_interval):
+            try:
+                endpoint.remote.ask(Ping(b"worker"), timeout=lease)
+            except AskTimeoutError:
+                log.warning("the master did not answer for %.1f s; dialling it again", lease)
+                endpoint.close()
+            except Exception as error:  # the link broke (the loop sees it) or its queue is full
+                log.debug("could not ping the master: %s", error)
 
     def _back_off(self, failing_since: float | None) -> float:
         """Pause before the next dial; return when the failures began (now if they just did).
@@ -129,8 +151,9 @@ class MasterLink:
     @handles(_RegistrationState)
     def _registration_state(self, msg: _RegistrationState):
         # every attempt not reported yet, exited ones whose output is still being read too:
-        # the master declares lost what a registration leaves out
-        return tuple(self.attempts), tuple(self.unacked.values())
+        # the master requeues what a registration leaves out (never delivered), and declares
+        # lost what a previous life of this worker started but never reported
+        return tuple(self.attempts), tuple(self.unacked.values()), tuple(self.lost_before)
 
     @handles(_Connected)
     def _connected(self, msg: _Connected) -> None:

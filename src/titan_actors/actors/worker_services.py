@@ -51,6 +51,7 @@ from ..execution.services import (
     port_accepts,
     seconds,
 )
+from ..job_limits import to_rlimits
 from ..scheduler.model import JobState
 from ..wire.messages import worker as w
 from .base import handles
@@ -121,7 +122,8 @@ class WorkerServices:
             port = choose_port(spec.port, self.options.name)
             env = {**spec.env, "PORT": str(port), "TITAN_SERVICE_PORT": str(port)}
             host, master_port = self.options.master
-            titan = TitanEnv(host, master_port, msg.token, ref.job_id, ref.run_id, ref.attempt)
+            titan = TitanEnv(host, master_port, msg.token, ref.job_id, ref.run_id, ref.attempt,
+                              self.options.name)
             command = build_command(dataclasses.replace(spec, env=env), titan,
                                     str(script) if script else None, base_env=self.job_base_env)
         except Exception as error:  # the attempt fails (no restart), the worker goes on
@@ -135,7 +137,8 @@ class WorkerServices:
     def _start_service(self, attempt, service: _Service) -> None:
         ref = service.ref
         try:
-            process = self._spawn_process(_key(ref), service.command, service.cwd)
+            process = self._spawn_process(_key(ref), service.command, service.cwd,
+                                          rlimits=to_rlimits(service.spec.limits))
         except Exception as error:  # ends the attempt (_finalize sees the reason)
             self._fail_to_start(attempt, str(error))
             return

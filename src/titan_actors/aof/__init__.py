@@ -6,6 +6,7 @@ Public surface:
   its :class:`FsyncPolicy` and :class:`AofState`;
 * :func:`replay` / :class:`ReplayResult` / :class:`Damage` / :class:`DamageKind` to read a file;
 * :func:`check_aof` / :class:`AofReport` / :func:`fix_aof` for ``titanctl aof check [--fix]``;
+* :func:`restore_from_snapshot`: a degraded file replaced by the owner's live state;
 * the format constants :data:`MAGIC`, :data:`FORMAT_VERSION`, :data:`DEFAULT_MAX_RECORD_SIZE`.
 
 Errors live in :mod:`titan_actors.errors` (``PersistenceError`` and its ``Aof*`` subclasses).
@@ -21,7 +22,8 @@ from titan_actors.aof.options import AofState, FsyncPolicy
 from titan_actors.aof.record import DEFAULT_MAX_RECORD_SIZE, FORMAT_VERSION, MAGIC
 from titan_actors.aof.replay import Damage, DamageKind, ReplayResult, replay
 
-_ON_GEVENT = {"AppendOnlyFile": "writer", "Barrier": "barrier"}
+_ON_GEVENT = {"AppendOnlyFile": "writer", "Barrier": "barrier",
+              "restore_from_snapshot": "restore"}
 
 
 def __getattr__(name: str) -> object:
@@ -46,4 +48,5 @@ __all__ = [
     "check_aof",
     "fix_aof",
     "replay",
+    "restore_from_snapshot",
 ]

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from titan_actors import failpoints
 from titan_actors.aof import record as _rec
 from titan_actors.errors import AofRecordTooLargeError, AofRewriteError, AofWriteError
 
@@ -127,7 +128,12 @@ class RewriteJob:
         self._write = write
         self._fsync = fsync
         self._run_blocking = run_blocking
-        self._hook = step_hook or (lambda _name: None)
+        hook = step_hook or (lambda _name: None)
+
+        def step_done(name: str) -> None:
+            failpoints.hit(f"aof.rewrite.{name}")
+            hook(name)
+        self._hook = step_done
         self._buffer: list[bytes] | None = []
         self._buffered = 0
         self._buffer_limit = buffer_limit

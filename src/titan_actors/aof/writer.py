@@ -9,7 +9,8 @@ gevent's threadpool so that the event loop keeps running.
 
 Failure model: a write or fsync error fails the barrier of every record not yet durable with
 :class:`~titan_actors.errors.AofWriteError` and leaves the file **degraded**: later appends fail
-at once, and the owner must close and reopen it (replay truncates any partial record). There is
+at once, and the owner must close and reopen it (replay truncates any partial record), or write
+its live state as a new file (:func:`~titan_actors.aof.restore.restore_from_snapshot`). There is
 never a false acknowledgement; a failed barrier means "not acknowledged", not "certainly absent":
 a record whose fsync failed may still be found by the next replay.
 """
@@ -28,6 +29,7 @@ import gevent.event
 import gevent.lock
 import gevent.pool
 
+from titan_actors import failpoints
 from titan_actors.aof import record as _rec
 from titan_actors.aof import rewrite as _rw
 from titan_actors.aof.barrier import (
@@ -319,6 +321,7 @@ class AppendOnlyFile(_rw.CompactionMixin):
 
     def _write_out(self, fd: int, data: bytes, start: int, sync: bool) -> None:
         _rw.write_all(self._o.write, fd, data, start)
+        failpoints.hit("aof.before_fsync")
         if sync:
             self._o.fsync(fd)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -148,7 +149,8 @@ def _refuse_if_running(state_file: Path, root: Path) -> None:
         raise typer.Exit(1)
 
 
-@settings_options("data_dir", "port", "store_port", "web_port", "key_file", "log_level")
+@settings_options("data_dir", "port", "store_port", "web_port", "key_file", "log_level",
+                  "job_user")
 def up(config: Config,
        workers: int = typer.Option(2, "--workers", min=0, help="Workers to start."),
        slots: int = typer.Option(None, "--slots", min=1, help="Slots per worker (default: "
@@ -163,6 +165,10 @@ def up(config: Config,
     """Start a local cluster in the background: a master, workers and the web console, and
     with --separate-store a store process (see `titanctl down`).
 
+    Its workers run jobs as you (the user running `up`, root included), not as nobody as a
+    `titanctl worker` started by root does: this is your own cluster, and your Python may not
+    be reachable by nobody. --job-user / TITAN_JOB_USER chooses another user.
+
     Exit status 1 when a cluster is already running from the data directory; 2 when a
     component could not start (what was started is stopped again).
     """
@@ -173,6 +179,7 @@ def up(config: Config,
     env = dict(os.environ, TITAN_DATA_DIR=str(root), TITAN_LOG_LEVEL=str(config.log_level))
     if config.key_file:
         env["TITAN_KEY_FILE"] = str(config.key_file)
+    env["TITAN_JOB_USER"] = _job_user(config)
     logs = root / "logs"
     logs.mkdir(exist_ok=True)
     for stale in root.glob("*.ready"):
@@ -202,6 +209,18 @@ def up(config: Config,
     typer.echo(f"\nnext: titanctl submit pipelines/quickstart/pipeline.yaml --wait --master "
                f"{address}\n      titanctl status --master {address}\n      titanctl down "
                f"--data-dir {root}")
+
+
+def _job_user(config: Config) -> str:
+    """What the workers get as ``job_user``: the one given, else the invoking user."""
+    from ..config import Source
+
+    if config.source("job_user") is not Source.DEFAULT:
+        return str(config.job_user)
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without a name (containers): the uid itself
+        return str(os.geteuid())
 
 
 def _start_all(config: Config, root: Path, logs: Path, env: dict, workers: int,

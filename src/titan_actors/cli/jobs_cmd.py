@@ -98,9 +98,8 @@ def _accepted(client, accepted, name: str, wait: bool, timeout: float, json_out:
         typer.echo(f"run {accepted.run_id} did not finish within {timeout:g} s (it goes "
                    f"on: titanctl status {accepted.run_id})", err=True)
         raise typer.Exit(EXIT_FAILED) from None
-    detail = client.run(accepted.run_id)
     if json_out:
-        print_json(detail)
+        print_json(client.run(accepted.run_id))
     else:
         typer.echo(f"run {summary.run_id} {summary.state.value}: " + ", ".join(
             f"{count} {state}" for state, count in sorted(summary.counts.items())))

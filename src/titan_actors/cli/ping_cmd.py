@@ -22,7 +22,12 @@ def parse_master(text: str) -> tuple[str, int]:
 def ping(config: Config,
          master: str = typer.Option(None, "--master", help="HOST:PORT of the master "
                                     "(default: --host/--port, TITAN_HOST/TITAN_PORT).")) -> None:
-    """Connect, authenticate and exchange one Ping with the master."""
+    """Connect, authenticate and exchange one Ping with the master.
+
+    Exit status: 0 when the master answered and all is well; 1 when it answered but reports
+    degraded persistence (its own or its store's: a full disk, a store it cannot reach),
+    printed on stderr; 3 when it could not be reached.
+    """
     from ..keys import keyring_from_config
     from ..wire.blocking import BlockingClient
     from ..wire.messages.control import Ping
@@ -35,3 +40,6 @@ def ping(config: Config,
     elapsed = (time.perf_counter() - started) * 1000
     typer.echo(f"{pong.identity} at {host}:{port} answered in {elapsed:.1f} ms "
                f"(titan-actors {pong.software})")
+    if pong.degraded:
+        typer.echo(f"DEGRADED: {pong.degraded}", err=True)
+        raise typer.Exit(1)

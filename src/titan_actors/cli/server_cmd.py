@@ -14,10 +14,12 @@ _SERVER_SETTINGS = ("data_dir", "host", "port", "key_file", "tls_cert", "tls_key
                     "seal_frames", "max_frame_size", "handshake_timeout", "aof_fsync",
                     "heartbeat_interval", "lease", "log_cap", "log_level", "ask_timeout",
                     "retention_age", "retention_runs", "store_address", "max_upload_size",
-                    "burst_max_per_host", "idle_timeout", "burst_cooldown")
+                    "burst_max_per_host", "idle_timeout", "burst_cooldown",
+                    "aof_rewrite_min_size", "aof_rewrite_percentage", "persistence_retry")
 _STORE_SETTINGS = ("data_dir", "host", "store_port", "key_file", "tls_cert", "tls_key", "tls_ca",
                    "seal_frames", "max_frame_size", "handshake_timeout", "aof_fsync",
-                   "aof_rewrite_min_size", "aof_rewrite_percentage", "log_level")
+                   "aof_rewrite_min_size", "aof_rewrite_percentage", "persistence_retry",
+                   "log_level")
 
 
 @settings_options(*_SERVER_SETTINGS)
@@ -42,7 +44,7 @@ def store(config: Config,
 
 @settings_options("data_dir", "host", "port", "key_file", "heartbeat_interval", "drain_timeout",
                   "log_cap", "log_level", "ask_timeout", "retention_age", "archive_max_size",
-                  "archive_max_entries", "warm_executor", "warm_preload")
+                  "archive_max_entries", "warm_executor", "warm_preload", "job_user")
 def worker(config: Config,
            master: str = typer.Option(None, "--master", help="HOST:PORT of the master "
                                       "(default: --host/--port, TITAN_HOST/TITAN_PORT)."),
@@ -59,7 +61,10 @@ def worker(config: Config,
                                         "worker that worker started (set by the worker)."),
            ready_file: Path = typer.Option(None, "--ready-file", help="Write {pid, name} as "
                                            "JSON here once started.")) -> None:
-    """Run a worker in the foreground; SIGTERM drains it (running jobs finish or go back)."""
+    """Run a worker in the foreground; SIGTERM drains it (running jobs finish or go back).
+
+    Jobs run as --job-user: by default nobody when the worker runs as root, else the worker's
+    own user."""
     from ..client import parse_address
     from ..runtime.worker_main import run_worker
 
@@ -110,6 +115,7 @@ def passwd(config: Config,
     """Set the web console's password (stored as a scrypt hash in <data dir>/web/passwd). The
     console asks for it when a cluster key is configured; a running console uses the new one
     at the next sign-in."""
+    import hmac
     import sys
 
     from titan_web.passwords import check_new_password, write_password
@@ -122,7 +128,8 @@ def passwd(config: Config,
     else:
         password = typer.prompt("New console password", hide_input=True)
         check_new_password(password)
-        if typer.prompt("The same again", hide_input=True) != password:
+        again = typer.prompt("The same again", hide_input=True)
+        if not hmac.compare_digest(again.encode(), password.encode()):
             raise UsageError("the two passwords differ; nothing was changed")
     path = write_password(component_dir(Path(config.data_dir), "web"), password)
     typer.echo(f"the console's password is set ({path})")

@@ -3,11 +3,12 @@ safely (worker side).
 
 Unpacking trusts nothing in the archive. It refuses absolute paths, ``..`` or empty components,
 backslashes, links (symbolic or hard), devices, FIFOs and other special files, more than
-``max_entries`` entries, and more than ``max_bytes`` of content, counted on the bytes actually
-written (a zip's declared sizes can lie). It unpacks into a fresh temporary folder next to the
-destination and renames it into place, so a failed or concurrent unpack never leaves a half
-project behind. Files are created owner-only (0600, or 0700 when the archive marks them
-executable); folders 0700.
+``max_entries`` entries, more than ``max_bytes`` of content and compression bombs (more than
+``max_ratio`` bytes out per byte in). All of that is checked on every entry before anything is
+written; the content is counted again on the bytes actually written (a zip's declared sizes can
+lie). It unpacks into a fresh temporary folder next to the destination and renames it into
+place, so a failed or concurrent unpack never leaves a half project behind. Files are created
+owner-only (0600, or 0700 when the archive marks them executable); folders 0700.
 
 Both ``.zip`` and tar (plain, gzip, bzip2, xz) are read; the format is found from the content.
 Entries written as ``./path`` (``tar -czf p.tgz -C proj .``) are read as ``path``. A damaged or
@@ -17,6 +18,7 @@ naming the archive and, when known, the entry.
 
 from __future__ import annotations
 
+import contextlib
 import lzma
 import os
 import shutil
@@ -25,7 +27,7 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -35,6 +37,7 @@ from ..errors import UsageError
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_ENTRIES",
+    "DEFAULT_MAX_RATIO",
     "SKIPPED_DIRS",
     "ArchiveError",
     "PackResult",
@@ -46,6 +49,10 @@ __all__ = [
 
 DEFAULT_MAX_BYTES = 1 << 30
 DEFAULT_MAX_ENTRIES = 20_000
+# A compression bomb: more than this many bytes out per byte in. Deflate (zip, gzip) tops out
+# near 1032:1, so it meets only the size cap; bzip2 and xz reach 10^4..10^6 on repeated bytes.
+DEFAULT_MAX_RATIO = 2000
+_RATIO_FLOOR = 32 << 20  # what expands to less than this is never refused for its ratio
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".venv", "venv",
                           "node_modules", ".titan", ".mypy_cache", ".pytest_cache",
                           ".ruff_cache"})
@@ -96,57 +103,162 @@ def _relative(name: str) -> str | None:
 
 def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *,
            max_bytes: int = DEFAULT_MAX_BYTES,
-           max_entries: int = DEFAULT_MAX_ENTRIES) -> int:
+           max_entries: int = DEFAULT_MAX_ENTRIES,
+           max_ratio: int = DEFAULT_MAX_RATIO) -> int:
     """Unpack ``archive`` into the new folder ``dest`` (which must not exist); return the
     number of files written.
+
+    Every entry is checked first (names, kinds, count, duplicates, the sizes the archive
+    declares and, for a zip, each entry's compression ratio); an archive that breaks a rule is
+    refused before anything is created, not even a temporary folder. Content is then counted
+    again as it is written, since a zip's declared sizes can lie.
 
     Raises ArchiveError for an unsafe, oversized, damaged or unsupported archive (the message
     names the archive, and the entry when known), OSError when the destination cannot be
     written. Nothing is left behind when it raises."""
-    dest = Path(dest)
+    archive, dest = Path(archive), Path(dest)
     if dest.exists():
         raise ArchiveError(f"{dest} exists already; unpack into a new folder")
-    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        count = _unpack_into(Path(archive), work, max_bytes, max_entries)
-        os.replace(work, dest)
-        return count
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    with _reading(archive) as opened:
+        entries = _plan(archive, opened, max_bytes, max_entries, max_ratio)
+        dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        try:
+            count = _write(archive, entries, work, max_bytes)
+            os.replace(work, dest)
+            return count
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
 
 
-def _unpack_into(archive: Path, work: Path, max_bytes: int, max_entries: int) -> int:
-    budget = [max_bytes]
-    count = 0
-    current: str | None = None  # the entry being read, for the message when it is damaged
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    name: str            # as the archive names it (for messages)
+    path: str            # checked, relative, ``/``-separated
+    is_dir: bool
+    executable: bool
+    open: Callable[[], BinaryIO] | None
+
+
+@contextlib.contextmanager
+def _reading(archive: Path) -> Iterator[zipfile.ZipFile | tarfile.TarFile]:
+    """The open archive; a damaged or unsupported one is an ArchiveError."""
     try:
-        for number, (name, kind, executable, source) in enumerate(_entries(archive), 1):
-            if number > max_entries:
-                raise ArchiveError(f"{archive.name} has more than {max_entries} entries")
-            relative = _relative(name)
-            if relative is None:
-                continue
-            path = work / check_entry(relative)
-            if kind == "dir":
-                path.mkdir(mode=0o700, parents=True, exist_ok=True)
-                continue
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if path.exists():
-                raise ArchiveError(f"entry {name!r} appears twice in {archive.name}")
-            current = name
-            with source() as src:
-                _copy(src, path, 0o700 if executable else 0o600, budget, name, max_bytes)
-            current = None
-            count += 1
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as opened:
+                yield opened
+            return
+        try:
+            opened = tarfile.open(archive, "r:*")
+        except tarfile.TarError:
+            raise ArchiveError(f"{archive.name} is neither a zip nor a tar archive") from None
+        with opened:
+            yield opened
     except _DAMAGED as error:
         if isinstance(error, OSError) and error.errno is not None:
             raise
-        where = f" (entry {current!r})" if current is not None else ""
-        raise ArchiveError(f"{archive.name} is damaged or uses a form that cannot be "
-                           f"read{where}: {type(error).__name__}: {error}") from error
+        raise _damaged(archive, None, error) from error
+
+
+def _damaged(archive: Path, entry: str | None, error: BaseException) -> ArchiveError:
+    where = f" (entry {entry!r})" if entry else ""
+    return ArchiveError(f"{archive.name} is damaged or uses a form that cannot be "
+                        f"read{where}: {type(error).__name__}: {error}")
+
+
+def _plan(archive: Path, opened: zipfile.ZipFile | tarfile.TarFile, max_bytes: int,
+          max_entries: int, max_ratio: int) -> list[_Entry]:
+    """Every entry, checked; raises ArchiveError at the first that breaks a rule. Reading
+    stops as soon as the declared sizes pass ``max_bytes`` (or, for a compressed tar, pass
+    ``max_ratio`` times the archive's own size): a bomb is never decompressed to the end."""
+    entries: list[_Entry] = []
+    files: set[str] = set()
+    dirs: set[str] = set()
+    declared = 0
+    size = max(archive.stat().st_size, 1)
+    for number, (name, is_dir, executable, length, packed, opener) in \
+            enumerate(_members(opened), 1):
+        if number > max_entries:
+            raise ArchiveError(f"{archive.name} has more than {max_entries} entries")
+        relative = _relative(name)
+        if relative is None:
+            continue
+        path = check_entry(relative)
+        declared += length
+        if declared > max_bytes:
+            raise ArchiveError(f"the archive unpacks to more than {max_bytes} bytes (its "
+                               f"declared sizes pass that at entry {name!r})")
+        # a zip says how small each entry is packed; a tar is judged as a whole, by its file
+        expanded, packed = (length, packed) if packed is not None else (declared, size)
+        if expanded > _RATIO_FLOOR and expanded > max_ratio * max(packed, 1):
+            raise ArchiveError(f"{archive.name} looks like a compression bomb: at entry "
+                               f"{name!r} it expands {expanded // max(packed, 1)} times "
+                               f"(at most {max_ratio} is unpacked)")
+        if path in files or (not is_dir and path in dirs):
+            raise ArchiveError(f"entry {name!r} appears twice in {archive.name}")
+        parents = path.split("/")[:-1]
+        for depth in range(1, len(parents) + 1):
+            parent = "/".join(parents[:depth])
+            if parent in files:
+                raise ArchiveError(f"entry {name!r} is inside {parent!r}, which the archive "
+                                   "also has as a file")
+            dirs.add(parent)
+        (dirs if is_dir else files).add(path)
+        entries.append(_Entry(name, path, is_dir, executable, opener))
+    return entries
+
+
+def _members(opened: zipfile.ZipFile | tarfile.TarFile
+             ) -> Iterator[tuple[str, bool, bool, int, int | None, Callable | None]]:
+    """(name, is_dir, executable, declared size, compressed size (zip) or None, opener) of
+    each entry; refuses links, special files and encrypted entries."""
+    if isinstance(opened, zipfile.ZipFile):
+        for info in opened.infolist():
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode) or stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+                raise ArchiveError(f"entry {info.filename!r} is a link or a special file; "
+                                   "only regular files and folders are unpacked")
+            if info.flag_bits & 0x1:
+                raise ArchiveError(f"entry {info.filename!r} is encrypted")
+            yield (info.filename, info.is_dir(), bool(mode & 0o100), info.file_size,
+                   info.compress_size, lambda info=info: opened.open(info))
+        return
+    for member in opened:
+        if member.isdir():
+            yield member.name, True, False, 0, None, None
+        elif member.isreg():
+            yield (member.name, False, bool(member.mode & 0o100), member.size, None,
+                   lambda member=member: opened.extractfile(member))
+        else:
+            raise ArchiveError(f"entry {member.name!r} is a link or a special file; only "
+                               "regular files and folders are unpacked")
+
+
+def _write(archive: Path, entries: list[_Entry], work: Path, max_bytes: int) -> int:
+    budget = [max_bytes]
+    count = 0
+    for entry in entries:
+        path = work / entry.path
+        if entry.is_dir:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with _reading_entry(archive, entry.name), entry.open() as src:
+            _copy(src, path, 0o700 if entry.executable else 0o600, budget, entry.name,
+                  max_bytes)
+        count += 1
     return count
+
+
+@contextlib.contextmanager
+def _reading_entry(archive: Path, entry: str) -> Iterator[None]:
+    try:
+        yield
+    except _DAMAGED as error:
+        if isinstance(error, OSError) and error.errno is not None:
+            raise
+        raise _damaged(archive, entry, error) from error
 
 
 def _copy(src: BinaryIO, path: Path, mode: int, budget: list[int], name: str,
@@ -159,38 +271,6 @@ def _copy(src: BinaryIO, path: Path, mode: int, budget: list[int], name: str,
                 raise ArchiveError(f"the archive unpacks to more than {max_bytes} bytes "
                                    f"(reached at entry {name!r})")
             out.write(chunk)
-
-
-def _entries(archive: Path) -> Iterator[tuple[str, str, bool, object]]:
-    """(name, "file"|"dir", executable, opener) for each entry; refuses special entries."""
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                mode = info.external_attr >> 16
-                if stat.S_ISLNK(mode) or (stat.S_IFMT(mode) not in (0, stat.S_IFREG,
-                                                                     stat.S_IFDIR)):
-                    raise ArchiveError(f"entry {info.filename!r} is a link or a special file; "
-                                       "only regular files and folders are unpacked")
-                if info.flag_bits & 0x1:
-                    raise ArchiveError(f"entry {info.filename!r} is encrypted")
-                kind = "dir" if info.is_dir() else "file"
-                yield info.filename, kind, bool(mode & 0o100), \
-                    (lambda info=info: zf.open(info))
-        return
-    try:
-        tf = tarfile.open(archive, "r:*")
-    except tarfile.TarError:
-        raise ArchiveError(f"{archive.name} is neither a zip nor a tar archive") from None
-    with tf:
-        for member in tf:
-            if member.isdir():
-                yield member.name, "dir", False, None
-            elif member.isreg():
-                yield member.name, "file", bool(member.mode & 0o100), \
-                    (lambda member=member: tf.extractfile(member))
-            else:
-                raise ArchiveError(f"entry {member.name!r} is a link or a special file; only "
-                                   "regular files and folders are unpacked")
 
 
 def not_packed(root: str | os.PathLike[str], relative: str) -> str | None:

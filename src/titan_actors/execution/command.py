@@ -72,12 +72,16 @@ class TitanEnv:
     job_id: str
     run_id: str
     attempt: int
+    worker: str = ""  # the worker's name
 
     def variables(self) -> dict[str, str]:
         """Return the TITAN_* variables."""
-        return {"TITAN_HOST": self.host, "TITAN_PORT": str(self.port),
-                "TITAN_TOKEN": self.token, "TITAN_JOB_ID": self.job_id,
-                "TITAN_RUN_ID": self.run_id, "TITAN_ATTEMPT": str(self.attempt)}
+        variables = {"TITAN_HOST": self.host, "TITAN_PORT": str(self.port),
+                     "TITAN_TOKEN": self.token, "TITAN_JOB_ID": self.job_id,
+                     "TITAN_RUN_ID": self.run_id, "TITAN_ATTEMPT": str(self.attempt)}
+        if self.worker:
+            variables["TITAN_WORKER"] = self.worker
+        return variables
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,14 @@ How it works, one thread around one ``selectors`` loop:
   tree is one process group; stdin /dev/null, stdout/stderr the two pipe write ends sent with the
   request (``SCM_RIGHTS``, received close-on-exec so no other job inherits them; our copies are
   closed at once). ``chdir`` around the spawn sets the cwd (3.11's ``posix_spawn`` has none; one
-  thread, so nothing else sees it). Resource limits are applied by ``prlimit`` right after the
-  spawn: the first microseconds of the job's ``exec`` run without them.
+  thread, so nothing else sees it). A job with resource limits is forked instead
+  (``_posix.spawn_as`` without a user switch): the child sets them before its ``exec``, so no
+  instruction of the job runs without them.
+* as another user: started with ``--user UID:GID`` (a root launcher whose jobs run as another
+  user, ``job_user``), the launcher forks, and the child sets its limits, drops to that user
+  (no supplementary group, then the group, then the user), enters the cwd as that user and
+  execs (``_posix.spawn_as``); the warm executor is off then (its fork would hold the root
+  launcher's memory). Processes are still reaped, signalled and cleaned up as root.
 * warm: started with ``--warm MODULES``, the launcher imports those modules once it is ready
   and forks Python jobs that ask for it (``LaunchSpawn.warm``) from itself instead of spawning a
   fresh interpreter (``warm``: what the job sees is what ``python -u script`` gives it). The
@@ -85,9 +91,11 @@ class _Child:
 
 class _Launcher(CleanupMixin):
     def __init__(self, fd: int, clock: Callable[[], float] = time.monotonic,
-                 preload: tuple[str, ...] | None = None) -> None:
+                 preload: tuple[str, ...] | None = None,
+                 user: tuple[int, int] | None = None) -> None:
         os.set_inheritable(fd, False)
-        self._preload = preload
+        self._user = user if user is not None and user[0] != os.geteuid() else None
+        self._preload = preload if self._user is None else None
         self._zygote: warm.Zygote | None = None
         self._sock = socket.socket(fileno=fd)
         self._sock.setblocking(False)
@@ -241,6 +249,8 @@ class _Launcher(CleanupMixin):
             if zygote is not None and zygote.suits(msg):
                 env = _posix.job_env(msg)
                 pid = _posix.in_cwd(msg.cwd, lambda: zygote.fork(msg, fds, env))
+            elif self._user is not None or msg.rlimits:
+                pid = _posix.spawn_as(msg, fds, *(self._user or (None, None)))
             else:
                 pid = _posix.spawn(msg, fds)
         except OSError as e:
@@ -254,14 +264,6 @@ class _Launcher(CleanupMixin):
         self._children[pid] = child
         self._by_key[msg.key] = child
         self._has_children = True
-        try:
-            _posix.apply_rlimits(pid, msg.rlimits)
-        except (OSError, ValueError) as e:
-            child.report = False
-            del self._by_key[msg.key]
-            _posix.send_signal(pid, child.group, signal.SIGKILL)
-            self._send(SpawnFailed(msg.key, f"cannot limit {program!r}: {e}", 0))
-            return
         self._send(SpawnSucceeded(msg.key, pid))
 
     def _kill(self, msg: LaunchKill) -> None:
@@ -358,23 +360,33 @@ class _Launcher(CleanupMixin):
         self._leftovers = {pgid for pgid in self._leftovers if _posix.group_alive(pgid)}
 
 
+_USAGE = "usage: python -m titan_actors.execution.launcher FD [--warm MODULE,...] [--user UID:GID]"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``launcher FD [--warm MODULE,...]``. Returns the process exit status."""
+    """Entry point: ``launcher FD [--warm MODULE,...] [--user UID:GID]``. Returns the process
+    exit status."""
     args = sys.argv[1:] if argv is None else argv
     preload: tuple[str, ...] | None = None
-    if len(args) == 3 and args[1] == "--warm":  # the warm executor, these modules preloaded
-        preload = tuple(name for name in args[2].split(",") if name)
-        args = args[:1]
-    if len(args) != 1 or not args[0].isdigit():
-        print("usage: python -m titan_actors.execution.launcher FD [--warm MODULE,...]",
-              file=sys.stderr)
+    user: tuple[int, int] | None = None
+    options = dict(zip(args[1::2], args[2::2], strict=False))
+    if "--warm" in options:  # the warm executor, these modules preloaded
+        preload = tuple(name for name in options.pop("--warm").split(",") if name)
+    if "--user" in options:  # jobs run as this user (the launcher is root)
+        uid, _, gid = options.pop("--user").partition(":")
+        if not (uid.isdigit() and gid.isdigit()):
+            print(_USAGE, file=sys.stderr)
+            return 2
+        user = (int(uid), int(gid))
+    if options or len(args) % 2 != 1 or not args[0].isdigit():
+        print(_USAGE, file=sys.stderr)
         return 2
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     if sys.path and sys.path[0] in ("", os.getcwd()):  # "-m" put the worker's cwd there: no
         del sys.path[0]                                 # module is imported from it
     os.chdir("/")  # hold no directory busy
     _posix.become_subreaper()
-    return _Launcher(int(args[0]), preload=preload).run()
+    return _Launcher(int(args[0]), preload=preload, user=user).run()
 
 
 if __name__ == "__main__":

@@ -103,13 +103,16 @@ class Launcher(ChildRecords):
     def start(cls, python: str = sys.executable, *, timeout: float = 10.0,
               on_exit: ExitCallback | None = None,
               registry: ChildRegistry | None = None,
-              warm_preload: Sequence[str] | None = None) -> Launcher:
+              warm_preload: Sequence[str] | None = None,
+              user: tuple[int, int] | None = None) -> Launcher:
         """Start a launcher process with the interpreter ``python`` and wait until it is ready.
 
         ``warm_preload``: run the warm executor for Python jobs launched with ``warm=True``,
         with these modules imported beforehand (None: every job is spawned); ``timeout`` then
-        covers the imports too. The launcher's environment is what a job may get of this
-        process's (``command.passed_env``), nothing more.
+        covers the imports too. ``user``: (uid, gid) every process it starts runs as, when not
+        this process's user (this process must be root; the warm executor is off then). The
+        launcher's environment is what a job may get of this process's
+        (``command.passed_env``), nothing more.
 
         ``on_exit(process, code)`` is called from the reader greenlet for every reported exit
         (after ``process.exited`` is set); an exception it raises is logged. ``registry``:
@@ -124,7 +127,8 @@ class Launcher(ChildRecords):
         try:
             popen = subprocess.Popen(
                 [python, "-m", "titan_actors.execution.launcher", str(child.fileno()),
-                 *(() if warm_preload is None else ("--warm", ",".join(warm_preload)))],
+                 *(() if warm_preload is None else ("--warm", ",".join(warm_preload))),
+                 *(() if user is None else ("--user", f"{user[0]}:{user[1]}"))],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=env, close_fds=True)
         except OSError as e:
             parent.close()

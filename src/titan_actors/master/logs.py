@@ -6,6 +6,7 @@ Writes are small appends of worker batches; reads serve ``titanctl logs`` and th
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -24,6 +25,11 @@ class LogStore:
         directory.mkdir(parents=True, exist_ok=True)
 
     def path(self, run_id: str, job_id: str) -> Path:
+        """The job's log file. Raises OSError (EINVAL) for an id that is not one plain name:
+        whatever reaches here, no id ever names a file outside the log directory."""
+        for name in (run_id, job_id):
+            if not name or name in (".", "..") or "/" in name or "\0" in name:
+                raise OSError(errno.EINVAL, f"not a job's log: {run_id!r}/{job_id!r}")
         return self._dir / run_id / f"{job_id}.log"
 
     def size(self, run_id: str, job_id: str) -> int:

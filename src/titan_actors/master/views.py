@@ -117,9 +117,9 @@ def _agent_run(agent_run_id: str, runs: list[RunView]) -> AgentRunSummary:
                            min(r.submitted_at for r in runs), finished, counts)
 
 
-def run_detail(scheduler, run_ref: str, last_seq: int) -> RunDetail:
+def run_detail(scheduler, run_ref: str, last_seq: int, with_jobs: bool = True) -> RunDetail:
     run = latest_run(scheduler, run_ref)
-    jobs = tuple(job_info(job) for job in scheduler.jobs(run.run_id))
+    jobs = tuple(job_info(job) for job in scheduler.jobs(run.run_id)) if with_jobs else ()
     return RunDetail(run_summary(run), jobs, last_seq)
 
 

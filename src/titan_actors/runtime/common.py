@@ -50,6 +50,16 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, str(level).upper(), logging.INFO),
                         stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    arm_failpoints()
+
+
+def arm_failpoints() -> None:
+    """Arm the failpoints ``TITAN_FAILPOINTS`` names (tests only), refusing a bad setting at
+    start rather than at the first place it names."""
+    from .. import failpoints
+    armed = failpoints.load()
+    if armed:
+        logging.getLogger("titan_actors.failpoints").warning("failpoints armed: %s", armed)
 
 
 def on_signals(handler, signums=(signal.SIGTERM, signal.SIGINT)) -> None:

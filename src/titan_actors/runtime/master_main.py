@@ -13,7 +13,13 @@ log = logging.getLogger("titan.master")
 
 
 def run_master(config: Config, ready_file: Path | None = None) -> int:
-    """Serve until SIGTERM or SIGINT. Returns the process exit code."""
+    """Serve until SIGTERM or SIGINT. Returns the process exit code. Raises ConfigError
+    (before anything starts, the data directory untouched) for a bind or a store off loopback
+    without a key."""
+    from ..config_security import check_bind_address, check_dial_address
+    check_bind_address(config.host, config.key_file is not None)
+    if config.store_address is not None:
+        check_dial_address(*config.store_address, config.key_file is not None, "the store")
     from .common import patch
     patch()
     import gevent
@@ -48,7 +54,10 @@ def run_master(config: Config, ready_file: Path | None = None) -> int:
                                 config.heartbeat_interval, config.lease, config.log_cap,
                                 retention_age=config.retention_age,
                                 retention_runs=config.retention_runs,
-                                max_upload_size=config.max_upload_size)
+                                max_upload_size=config.max_upload_size,
+                                aof_rewrite_min_size=config.aof_rewrite_min_size,
+                                aof_rewrite_percentage=config.aof_rewrite_percentage,
+                                persistence_retry=config.persistence_retry)
         store = _store(config, system, keys, stack,
                        lambda error: (link_failures.append(error), stopping.set()))
         master = system.spawn(MasterActor, options, keys=keys, name="master", store=store)

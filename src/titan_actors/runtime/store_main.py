@@ -28,11 +28,16 @@ def store_options(config: Config, directory: Path):
     fsync = "everysec" if config.source("aof_fsync") is Source.DEFAULT else str(config.aof_fsync)
     return StoreOptions(directory, aof_fsync=fsync,
                         rewrite_min_size=config.aof_rewrite_min_size,
-                        rewrite_percentage=config.aof_rewrite_percentage)
+                        rewrite_percentage=config.aof_rewrite_percentage,
+                        persistence_retry=config.persistence_retry)
 
 
 def run_store(config: Config, ready_file: Path | None = None) -> int:
-    """Serve until SIGTERM or SIGINT. Returns the process exit code."""
+    """Serve until SIGTERM or SIGINT. Returns the process exit code. Raises ConfigError
+    (before anything starts, the data directory untouched) for a bind off loopback without a
+    key."""
+    from ..config_security import check_bind_address
+    check_bind_address(config.host, config.key_file is not None)
     from .common import patch
     patch()
     import gevent

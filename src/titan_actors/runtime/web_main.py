@@ -33,19 +33,22 @@ def run_web(config: Config, master: tuple[str, int], ready_file: Path | None = N
 
     from ..config import check_bind_address
     from ..config_parse import format_address
-    from ..config_security import is_loopback_host
+    from ..config_security import check_dial_address, is_loopback_host
     from ..datadir import DataDirLock, component_dir
     from ..errors import ConfigError
-    from ..keys import keyring_from_config
+    from ..keys import check_roles, keyring_from_config
+    from ..wire.roles import Role
     from .common import on_signals, setup_logging, write_ready_file
 
     setup_logging(config.log_level)
     if str(config.log_level) != "debug":  # one line per request (and per live refresh)
         logging.getLogger("titan.web.access").setLevel(logging.WARNING)
     check_bind_address(config.host, config.key_file is not None)
+    check_dial_address(master[0], master[1], config.key_file is not None, "the master")
     web_dir = component_dir(Path(config.data_dir), "web")
     with DataDirLock(web_dir):
         keys = keyring_from_config(config)
+        check_roles(keys, config.key_file, (Role.CLIENT, Role.ADMIN), "the web console")
         connect = master_connector(config, master, keys)
         options = ConsoleOptions(
             web_dir=web_dir, master=master, auth_required=keys is not None,

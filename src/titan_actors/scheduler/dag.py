@@ -4,10 +4,16 @@ Checks each job's fields, that ids are unique (within the submission and against
 run already has), that every parent is known, and that the jobs form no cycle. Iterative
 throughout (Kahn's algorithm), so a 10k-deep chain needs no recursion and a 100k-job DAG
 validates in linear time.
+
+A job id names files and directories (the master's ``<id>.log``, the worker's script folder),
+so it is printable, without whitespace or '/', and at most :data:`MAX_ID_BYTES` bytes of UTF-8.
+Nothing a process is started with (command, args, health, env) may hold a NUL, which no
+argument or variable can carry: refused here, not when the job fails to start.
 """
 
 from __future__ import annotations
 
+import difflib
 import gc
 import math
 import re
@@ -17,9 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..errors import SubmissionError
+from ..job_limits import limit_problems
 from .model import JobKind, JobSpec
 
-__all__ = ["Plan", "check_jobs", "collector_held", "field_problems"]
+__all__ = ["MAX_ID_BYTES", "Plan", "check_jobs", "collector_held", "field_problems"]
+
+MAX_ID_BYTES = 200  # "<id>.log" and "hitl-gate-<id>" stay well under a file name's 255 bytes
 
 _MAX_LISTED = 50  # problems spelled out in the message; the rest are counted
 _CYCLE_SHOWN = (10, 5)  # a long cycle shows its first and last jobs
@@ -28,6 +37,8 @@ _SPACE = re.compile(r"\s")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _PLAIN_NUMBERS = (int, float)  # exactly: bool (an int) is no number of seconds
 _HUGE = 1e308  # below it a plain number is finite (larger ones take the long way)
+_SUGGEST_AMONG = 5000  # ids a "did you mean" looks through (difflib is quadratic-ish)
+_SHOWN_ID = 60  # characters of a bad id quoted in a message
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +109,20 @@ def field_problems(spec: JobSpec, number: int = 0) -> list[str]:
     """The problems of one job's own fields (not its relations), each naming the job."""
     if not spec.id:
         return [f"job #{number}: the id is empty"]
-    where = f"job '{spec.id}'"
     out: list[str] = []
     if _BAD_ID.search(spec.id):
+        where = f"job {_shown(spec.id)}"
         out.append(f"{where}: the id must not contain whitespace or '/'")
+    elif not spec.id.isprintable():
+        where = f"job {_shown(spec.id)}"
+        out.append(f"{where}: the id must not contain control or other unprintable "
+                   "characters (NUL, escapes, direction marks)")
+    elif len(spec.id) > MAX_ID_BYTES // 4 and len(spec.id.encode()) > MAX_ID_BYTES:
+        where = f"job {_shown(spec.id)}"
+        out.append(f"{where}: the id is {len(spec.id.encode())} bytes long (UTF-8); at most "
+                   f"{MAX_ID_BYTES}")
+    else:
+        where = f"job '{spec.id}'"
     has_script = bool(spec.script_name or spec.script or spec.library or spec.archive)
     if spec.kind is JobKind.GATE:
         out.extend(_gate_problems(spec, where, has_script))
@@ -113,7 +134,9 @@ def field_problems(spec: JobSpec, number: int = 0) -> list[str]:
             out.append(f"{where}: needs a script (file) or a command")
         if spec.command and not spec.command[0]:
             out.append(f"{where}: the command's program (command[0]) is empty")
+    out.extend(_nul_problems(spec, where))
     out.extend(_service_problems(spec, where))
+    out.extend(limit_problems(spec.limits, where))
     out.extend(_number_problems(spec, where))
     if not spec.requirement or _SPACE.search(spec.requirement):
         out.append(f"{where}: requirement must be one tag without whitespace, "
@@ -128,6 +151,26 @@ def field_problems(spec: JobSpec, number: int = 0) -> list[str]:
             elif parent in seen:
                 out.append(f"{where}: parent '{parent}' is listed twice")
             seen.add(parent)
+    return out
+
+
+def _shown(job_id: str) -> str:
+    """A bad id as a message quotes it: escaped, and cut when long."""
+    if len(job_id) <= _SHOWN_ID:
+        return repr(job_id)
+    return f"{job_id[:_SHOWN_ID]!r}... ({len(job_id)} characters)"
+
+
+def _nul_problems(spec: JobSpec, where: str) -> list[str]:
+    """What the job's process would be started with must be free of NULs (and env names of
+    '='): checked as the worker would, at submission instead of at the start."""
+    out = [f"{where}: {key}[{index}] holds a NUL character, which no program argument can "
+           "carry" for key in ("command", "args", "health")
+           for index, value in enumerate(getattr(spec, key)) if "\0" in value]
+    for name, value in spec.env.items() if spec.env else ():
+        if not name or "=" in name or "\0" in name or "\0" in value:
+            out.append(f"{where}: env variable {name!r} is invalid (a name must be non-empty "
+                       "without '=' or NUL; a value without NUL)")
     return out
 
 
@@ -216,6 +259,7 @@ def _number_problems(spec: JobSpec, where: str) -> list[str]:
 def _resolve_parents(ids: dict[str, JobSpec], existing: Container[str],
                      resolve: Callable[[str], str | None], problems: list[str]) -> dict[str, str]:
     resolved: dict[str, str | None] = {}
+    unknown = 0
     for spec in ids.values():
         for parent in spec.parents:
             if not parent or parent in ids or parent in existing:
@@ -223,9 +267,23 @@ def _resolve_parents(ids: dict[str, JobSpec], existing: Container[str],
             if parent not in resolved:
                 resolved[parent] = resolve(parent)
             if resolved[parent] is None:
+                unknown += 1
+                hint = _close_id(parent, ids, existing) if unknown <= _MAX_LISTED else ""
                 problems.append(f"job '{spec.id}': parent '{parent}' is unknown: it is not in "
-                                "this submission and no run holds a job of that id")
+                                "this submission and no run holds a job of that id" + hint)
     return {parent: run for parent, run in resolved.items() if run is not None}
+
+
+def _close_id(parent: str, ids: dict[str, JobSpec], existing: Container[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the closest id of the submission (or of the run, when
+    ``existing`` can be listed), or "" when none is close or there are too many to look at."""
+    candidates = list(ids)
+    if isinstance(existing, set | frozenset | dict | list | tuple):
+        candidates.extend(existing)
+    if len(candidates) > _SUGGEST_AMONG:
+        return ""
+    close = difflib.get_close_matches(parent, candidates, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _topological(ids: dict[str, JobSpec]) -> tuple[tuple[str, ...], list[str]]:

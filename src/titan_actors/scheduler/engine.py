@@ -197,13 +197,14 @@ class Scheduler(Dispatcher, GateDecisions, ServiceReports, Cascades):
         return out
 
     def handed_back(self, run_id: str, job_id: str, attempt: int, epoch: int,
-                    now: float) -> list[Record]:
-        """A draining worker returned the attempt unrun: QUEUED again, and the attempt does not
-        count (the next dispatch reuses its number, with a new epoch)."""
+                    now: float, reason: str = "") -> list[Record]:
+        """A worker returned the attempt unrun (a draining worker), or it never reached the
+        worker: QUEUED again, and the attempt does not count (the next dispatch reuses its
+        number, with a new epoch)."""
         job = self._current(run_id, job_id, attempt, epoch)
         out: list[Record] = []
         self._move(out, job, JobState.QUEUED, now, attempt=job.attempt - 1, exit_code=None,
-                   reason=f"handed back by worker {job.worker}")
+                   reason=reason or f"handed back by worker {job.worker}")
         return out
 
     def _current(self, run_id: str, job_id: str, attempt: int, epoch: int) -> Job:

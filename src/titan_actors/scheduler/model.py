@@ -113,6 +113,7 @@ class JobSpec:
     hitl_message: str = ""             # a gate right after this job (hitl-gate-<id>)
     max_restarts: int = -1             # services: restarts before it is dead (-1: no limit)
     health: tuple[str, ...] = ()       # services: a command whose success means ready
+    limits: dict[str, int] = field(default_factory=dict)  # execution/limits.py: name -> value
 
 
 @dataclass(frozen=True, slots=True)

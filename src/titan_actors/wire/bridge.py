@@ -18,10 +18,12 @@ never waits (plain TCP only, not TLS); what the socket does not take goes to the
 any later frame. That costs no greenlet switch, and happens at most once per endpoint per loop
 iteration, so that a burst still leaves in one batch.
 
-Limits, by design: while the reader waits for room in a full mailbox it reads nothing, replies
-included, so an actor that asks back over the same connection while its own mailbox is full
-waits for its ask's timeout. A tell that still finds no room after ``delivery_timeout`` breaks
-the connection (the peer sees BrokenError) rather than vanish.
+What a peer makes this side hold is bounded (see ``wire.outbox``).
+
+Limits, by design: while the reader waits for room in a full mailbox, or for answers to the
+peer's requests in flight, it reads nothing, replies included, so an actor that asks back over
+the same connection meanwhile waits for its ask's timeout. A tell that still finds no room
+after ``delivery_timeout`` breaks the connection (the peer sees BrokenError) rather than vanish.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
 from gevent.pool import Group
-from gevent.queue import Full, Queue
 
 from ..actors.base import Envelope, Ref, Sender
 from ..actors.clock import SYSTEM_CLOCK, Clock
@@ -53,10 +54,12 @@ from . import codec
 from .auth import Session
 from .connection import Connection, RequestIds
 from .frame import Flag, Frame
+from .outbox import Full, InFlight, Outbox
 from .registry import message_class
 from .remote import RemoteRef
 from .remote_errors import error_to_reply, reply_value
-from .roles import PeerInfo, Role, role_may
+from .roles import PeerInfo, Role, check_may_send, check_run_scope
+from .seal import MAC_SIZE
 
 log = logging.getLogger("titan.wire")
 
@@ -76,16 +79,18 @@ class Endpoint:
         local: the actor that handles the peer's requests, or None to refuse them.
         name: for logs.
         clock: for ask expiry timers.
-        outgoing_limit: frames that may wait for the writer before senders wait.
+        outgoing_limit: frames that may wait for the writer before senders wait; also the
+            peer's requests in flight, and its replies waiting for room, at most (wire.outbox).
         send_timeout: how long a sender waits for room before the peer counts as broken.
         delivery_timeout: how long the reader waits for room in the local actor's mailbox.
+        backlog_bytes: the bytes those may hold (wire.outbox).
         on_closed: called once with this endpoint when it closes for any reason.
     """
 
     def __init__(self, connection: Connection, session: Session, *, local: Ref | None = None,
                  name: str = "endpoint", clock: Clock = SYSTEM_CLOCK,
                  outgoing_limit: int = 1024, send_timeout: float = 30.0,
-                 delivery_timeout: float = 60.0,
+                 delivery_timeout: float = 60.0, backlog_bytes: int = 64 * 1024 * 1024,
                  on_closed: Callable[["Endpoint"], None] | None = None) -> None:
         self.connection = connection
         self.session = session
@@ -93,9 +98,13 @@ class Endpoint:
         self.local = local
         self.name = name
         self._clock = clock
-        self._outgoing: Queue = Queue(maxsize=outgoing_limit)
+        self._outgoing = Outbox(outgoing_limit, backlog_bytes)
+        self._queue = self._outgoing.queue
+        self._max_send = connection.max_payload - MAC_SIZE  # larger: see Connection.check_size
+        self._in_flight = InFlight(outgoing_limit, backlog_bytes)  # requests not answered yet
         self._send_timeout = send_timeout
         self._delivery_timeout = delivery_timeout
+        self._dropping = False  # a peer that left too many replies unread is being dropped
         self._on_closed = on_closed
         self._pending: dict[int, Future] = {}
         self._ids = RequestIds()
@@ -145,8 +154,8 @@ class Endpoint:
         pending, self._pending = self._pending, {}
         for future in pending.values():
             future.set_exception(self._closed_error)
-        while not self._outgoing.empty():
-            self._outgoing.get_nowait()
+        self._outgoing.clear()
+        self._in_flight.release()
         current = gevent.getcurrent()
         gevent.killall([g for g in self._group if g is not current], block=False)
         if self._on_closed is not None:
@@ -197,16 +206,36 @@ class Endpoint:
             raise error from None
 
     def _enqueue_from_callback(self, item: tuple) -> None:
+        """Queue a reply without waiting (a greenlet waits for room in a full queue), or drop a
+        peer that leaves too much unread."""
         if self._closed_error is not None or self._write_now(item):
             return
+        if not self._outgoing.overfull(len(item[1])):
+            if not self._outgoing.put_nowait(item):
+                self._group.spawn(self._guard, lambda: self._enqueue_late(item))
+        elif not self._dropping:  # closing tells on_closed's actor, which may wait: not here
+            self._dropping = True
+            self._group.spawn(self._guard, self._drop_non_reader)
+
+    def _enqueue_late(self, item: tuple) -> None:
         try:
-            self._outgoing.put_nowait(item)
+            self._outgoing.put_late(item, self._send_timeout)
         except Full:
-            self._group.spawn(self._guard, lambda: self._enqueue(item, None))
+            raise BrokenError(f"{self.connection.peer_address} does not read: "
+                              f"{self._outgoing.maxsize} frames waited for "
+                              f"{self._send_timeout} s") from None
+
+    def _drop_non_reader(self) -> None:
+        error = BrokenError(f"{self.connection.peer_address} does not read its replies: "
+                            f"{self._outgoing.describe()} wait for it")
+        log.warning("%s: closing the connection: %s", self.name, error)
+        raise error  # _guard closes the connection with it
 
     def send_request(self, message: Any, request_id: int, timeout: float | None) -> None:
         """Queue a request (request_id 0 for a tell). Raises EncodeError before queueing."""
         type_id, payload = codec.encode_any(message)
+        if len(payload) > self._max_send:
+            self.connection.check_size(payload, type(message).__name__)
         self._enqueue((type_id, payload, Flag(0), request_id), timeout)
 
     def _write_now(self, item: tuple) -> bool:
@@ -219,7 +248,7 @@ class Endpoint:
         the endpoint the usual way (in its own greenlet).
         """
         if (not self._direct or self._writing or self._wrote_directly
-                or not self._outgoing.empty()):
+                or not self._queue.empty()):
             return False
         self._wrote_directly = True
         self._loop.run_callback(self._next_iteration)
@@ -243,9 +272,12 @@ class Endpoint:
         else:
             try:
                 type_id, payload = codec.encode_any(value)
+                if len(payload) > self._max_send:
+                    self.connection.check_size(payload, f"the reply {type(value).__name__}")
                 item = (type_id, payload, Flag.REPLY, request_id)
-            except Exception as error:
-                log.error("%s: reply %r cannot be encoded: %s", self.name, value, error)
+            except Exception as error:  # the asker gets the error instead (the link goes on)
+                log.error("%s: a %s reply cannot be sent: %s", self.name, type(value).__name__,
+                          error)
                 item = self._error_item(request_id, error)
         self._enqueue_from_callback(item)
 
@@ -259,7 +291,8 @@ class Endpoint:
         return (type_id, payload, Flag.REPLY | Flag.ERROR, request_id)
 
     def _write_loop(self) -> None:
-        outgoing = self._outgoing
+        outgoing = self._outgoing.queue
+        written = self._outgoing.written
         send_batch = self.connection.send_batch
         # one timer for every batch (armed around each send): a peer that stops reading for
         # send_timeout breaks the connection
@@ -276,6 +309,7 @@ class Endpoint:
             finally:
                 self._writing = False
                 stalled.cancel()
+            written(batch)
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -305,11 +339,11 @@ class Endpoint:
             if self.local is None:
                 raise PermissionDeniedError(f"{self.name} accepts no requests")
             if frame.type_id not in self._allowed:  # checked before spending work on decoding
-                self._authorize(message_class(frame.type_id))
+                check_may_send(self.peer.role, message_class(frame.type_id))
                 self._allowed.add(frame.type_id)
             message = codec.decode_frame_message(frame)
             if self._scoped:
-                self._check_scope(message)
+                check_run_scope(self.peer, message)
         except TitanError as error:
             if request_id:
                 self._enqueue_from_callback(self._error_item(request_id, error))
@@ -317,7 +351,12 @@ class Endpoint:
                 log.warning("%s: refused a message from %s: %s", self.name,
                             self.connection.peer_address, error)
             return
-        reply = _Reply(self, request_id) if request_id else None
+        if request_id and self._in_flight.blocked and not self._in_flight.wait_room(
+                self._delivery_timeout):
+            raise BrokenError(f"{self.name}: {self._in_flight.count} requests from "
+                              f"{self.connection.peer_address} waited {self._delivery_timeout} s "
+                              "for their answers; closing the connection")
+        reply = _Reply(self, request_id, len(frame.payload)) if request_id else None
         try:
             self.local.deliver(Envelope(message, self._sender, reply), self._delivery_timeout)
         except TitanError as error:
@@ -327,28 +366,6 @@ class Endpoint:
                                   f"{self.connection.peer_address} could not be delivered "
                                   f"({error}); closing the connection") from error
             reply.set_exception(error)
-
-    def _authorize(self, message_type: type) -> None:
-        required = message_type.REQUIRES
-        role = self.peer.role
-        if required is None:
-            if role is not Role.ADMIN:
-                raise PermissionDeniedError(
-                    f"{message_type.__name__} is not a request a {role.name.lower()} may send")
-        elif not role_may(role, required):
-            raise PermissionDeniedError(
-                f"role {role.name.lower()} may not send {message_type.__name__} "
-                f"(needs {required.name.lower()})")
-
-    def _check_scope(self, message: Any) -> None:
-        """A job's token is scoped to its run: a message naming another run is refused."""
-        field = getattr(type(message), "RUN_SCOPE", None)
-        if self.peer.role is Role.JOB and field is not None:
-            run_id = getattr(message, field)
-            if run_id and run_id != self.peer.run_id:
-                raise PermissionDeniedError(
-                    f"the token of job {self.peer.job_id!r} is scoped to run "
-                    f"{self.peer.run_id!r}; it cannot act on run {run_id!r}")
 
     # -- asks ---------------------------------------------------------------------------------
 
@@ -377,21 +394,25 @@ class _Reply(Future):
     """The Future of a peer's ask: resolving it queues the reply frame at once, in the
     resolving greenlet, instead of one hub callback later (it never blocks)."""
 
-    __slots__ = ("_endpoint", "_request_id")
+    __slots__ = ("_endpoint", "_request_id", "_size")
 
-    def __init__(self, endpoint: Endpoint, request_id: int) -> None:
+    def __init__(self, endpoint: Endpoint, request_id: int, size: int) -> None:
         super().__init__("reply to a peer's request")
         self._endpoint = endpoint
         self._request_id = request_id
+        self._size = size  # of the request, counted in flight until it is answered
+        endpoint._in_flight.start(size)
 
     def set(self, value: Any = None) -> None:
         if not self._result.ready():
             self._result.set(value)
+            self._endpoint._in_flight.end(self._size)
             self._endpoint._send_value(self._request_id, value)
 
     def set_exception(self, exc: BaseException) -> None:
         if not self._result.ready():
             self._result.set_exception(exc)
+            self._endpoint._in_flight.end(self._size)
             self._endpoint._send_error(self._request_id, exc)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Container
 from contextlib import AbstractContextManager
 from typing import Any
 
-from ..errors import BrokenError, ClosedError, ConnectTimeoutError, FrameAuthError
+from ..errors import BrokenError, ClosedError, ConnectTimeoutError, EncodeError, FrameAuthError
 from . import codec
 from .frame import (
     DEFAULT_MAX_PAYLOAD,
@@ -30,7 +30,7 @@ from .frame import (
     pack_frame,
 )
 from .registry import Message
-from .seal import FrameOpener, FrameSealer
+from .seal import MAC_SIZE, FrameOpener, FrameSealer
 
 # Below glibc's 128 KiB mmap threshold: a recv() buffer at or above it is mmapped and unmapped
 # on every call, measured here at ~10 us a call against ~1 us (and half the bulk throughput).
@@ -83,6 +83,7 @@ class Connection:
         # loop in gevent) only finishes what it left. Transports without send use sendall.
         self._send_some = getattr(transport, "send", None)
         self._reader = FrameReader(max_payload)
+        self.max_payload = max_payload
         self._ready: list[Frame] = []
         self._send_lock = send_lock or contextlib.nullcontext()
         self._sealer: FrameSealer | None = None
@@ -118,7 +119,18 @@ class Connection:
             EncodeError: the message cannot be encoded (nothing was sent).
         """
         type_id, payload = codec.encode_any(message)
+        self.check_size(payload, type(message).__name__)
         self.send_raw(type_id, payload, flags=flags, request_id=request_id)
+
+    def check_size(self, payload: bytes, what: str) -> None:
+        """Raise EncodeError when a frame of ``payload`` (``what``: its message type) is above
+        the frame limit: the peer, which reads ``max_frame_size`` too, would refuse it and
+        close the connection, so it is not sent at all."""
+        limit = self.max_payload - MAC_SIZE  # room for the seal, sealed or not
+        if len(payload) > limit:
+            raise EncodeError(f"{what} is {len(payload)} bytes, above the frame limit of {limit} "
+                              "bytes: nothing was sent (ask for less, or raise max_frame_size "
+                              "on both ends)")
 
     def send_raw(self, type_id: int, payload: bytes, *, flags: Flag = Flag(0),
                  request_id: int = 0) -> None:

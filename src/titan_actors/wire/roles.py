@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from typing import Any
+
+from ..errors import PermissionDeniedError
 
 
 class Role(enum.IntEnum):
@@ -57,6 +60,31 @@ CAPABILITIES: dict[Role, frozenset[Capability]] = {
 def role_may(role: Role, capability: Capability) -> bool:
     """Return True when a peer of ``role`` holds ``capability``."""
     return capability in CAPABILITIES[role]
+
+
+def check_may_send(role: Role, message_type: type) -> None:
+    """Raise PermissionDeniedError unless a peer of ``role`` may send ``message_type`` (a
+    message without ``requires=`` is for admins only)."""
+    required = message_type.REQUIRES
+    if required is None:
+        if role is not Role.ADMIN:
+            raise PermissionDeniedError(
+                f"{message_type.__name__} is not a request a {role.name.lower()} may send")
+    elif not role_may(role, required):
+        raise PermissionDeniedError(f"role {role.name.lower()} may not send "
+                                    f"{message_type.__name__} (needs {required.name.lower()})")
+
+
+def check_run_scope(peer: "PeerInfo", message: Any) -> None:
+    """A job's token is scoped to its run: raise PermissionDeniedError for a message of a
+    job that names another run (in the field its class declares as ``RUN_SCOPE``)."""
+    field = getattr(type(message), "RUN_SCOPE", None)
+    if peer.role is Role.JOB and field is not None:
+        run_id = getattr(message, field)
+        if run_id and run_id != peer.run_id:
+            raise PermissionDeniedError(
+                f"the token of job {peer.job_id!r} is scoped to run {peer.run_id!r}; it cannot "
+                f"act on run {run_id!r}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -122,7 +122,11 @@ class ActorServer:
         self._wall_clock = wall_clock or clock.time
         self._endpoint_options = endpoint_options or {}
         self.endpoints: set[Endpoint] = set()
-        self._server = StreamServer((host, port), self._handle, spawn=Pool(max_connections))
+        # a listen backlog as deep as the pool: a burst of connections (a slowloris among them)
+        # waits in the kernel's queue, where gevent's 128 would drop SYNs and make every client
+        # that dials meanwhile retry a second later
+        self._server = StreamServer((host, port), self._handle, spawn=Pool(max_connections),
+                                    backlog=max_connections)
         self._host = host
 
     @property

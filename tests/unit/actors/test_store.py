@@ -286,3 +286,23 @@ def test_compaction_keeps_the_live_state(start, clock, tmp_path):
     assert again.ask(s.StoreMembers("set")) == s.StoreMembersReply(members)
     clock.advance(1000)
     assert again.get("ttl") is None
+
+
+@pytest.mark.parametrize("action", ["raise@2", "sleep:0.01@2"])
+def test_the_before_ack_failpoint_runs_in_the_actor_not_in_a_hub_callback(start, action):
+    """Armed, ``store.write.before_ack`` may block or raise: the reply of a durable write then
+    goes through the actor, so a sleep delays it and a raise fails it, and nothing hangs."""
+    from titan_actors import failpoints
+    failpoints.load({"TITAN_FAILPOINTS": f"store.write.before_ack={action}"})
+    try:
+        store = start()
+        assert store.ask(s.StorePut("a", "1")) is None
+        if action.startswith("raise"):
+            with pytest.raises(OSError, match="failpoint store.write.before_ack"):
+                store.ask(s.StorePut("b", "2"))
+        else:
+            assert store.ask(s.StorePut("b", "2")) is None
+        assert store.ask(s.StorePut("c", "3")) is None
+        assert (store.get("a"), store.get("b"), store.get("c")) == ("1", "2", "3")
+    finally:
+        failpoints.load({})

@@ -32,3 +32,15 @@ def test_cached_archives_unused_past_retention_are_removed(tmp_path):
     assert prune_archives(tmp_path, older_than=3000.0, now=5500.0) == ["old"]
     assert [p.name for p in cache.iterdir()] == ["new"]
     assert prune_archives(tmp_path / "nowhere", 1.0, 0.0) == []
+
+
+def test_a_marker_a_job_replaced_by_a_fifo_or_a_link_is_not_trusted_and_never_blocks(tmp_path):
+    """The run directory is writable by its jobs: a FIFO as the marker would block the worker's
+    read forever, a link could point anywhere; both read as "not this version"."""
+    (tmp_path / "fifo").mkdir()
+    os.mkfifo(tmp_path / "fifo" / ".titan-archive")
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "real").write_text(DIGEST)
+    os.symlink(tmp_path / "real", tmp_path / "linked" / ".titan-archive")
+    assert project_folder_name("fifo.zip", DIGEST, tmp_path) == f"fifo-{DIGEST[:12]}"
+    assert project_folder_name("linked.zip", DIGEST, tmp_path) == f"linked-{DIGEST[:12]}"

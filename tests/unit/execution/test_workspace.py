@@ -62,3 +62,14 @@ def test_prune_removes_unused_runs_except_kept_ones(tmp_path):
     assert removed == ["old"]
     assert sorted(w.run_id for w in workspace.list_runs(tmp_path)) == ["kept", "new"]
     assert workspace.list_runs(tmp_path / "nothing") == []
+
+
+def test_make_executable_refuses_a_file_that_is_not_the_job_users(tmp_path):
+    script = tmp_path / "tool"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o600)
+    with pytest.raises(UsageError, match="not the job user's file"):
+        workspace.make_executable(script, os.geteuid() + 1)
+    assert not script.stat().st_mode & stat.S_IXUSR
+    workspace.make_executable(script, os.geteuid())
+    assert script.stat().st_mode & stat.S_IXUSR

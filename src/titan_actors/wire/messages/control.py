@@ -15,11 +15,13 @@ class Ping(Message):
 
 @message(11)
 class Pong(Message):
-    """The answer to :class:`Ping`: the same payload, and who answered."""
+    """The answer to :class:`Ping`: the same payload, and who answered; ``degraded`` says what
+    does not work as it should (the master or the store cannot persist), "" when all is well."""
 
     payload: bytes
     identity: str
     software: str
+    degraded: str = ""
 
 
 @message(12)

@@ -160,9 +160,11 @@ class AddJobs(Message):
 
 @message(103, requires=_Q)
 class GetRun(Message):
-    """A run by id (or "latest"), with its jobs."""
+    """A run by id (or "latest"), with its jobs (``jobs=False``: without them, for a caller that
+    needs only the run's state: a 100,000-job run's jobs take more than a frame)."""
 
     run_ref: str
+    jobs: bool = True
 
 
 @message(104)

@@ -57,6 +57,8 @@ class RegisterWorker(Message):
     finished: tuple[AttemptResult, ...]
     ephemeral: bool = False
     burst_of: str = ""  # a burst worker names the worker that started it
+    # attempts a previous life of this worker started and never reported: they may have run
+    lost: tuple[AttemptRef, ...] = ()
 
 
 @message(201)
