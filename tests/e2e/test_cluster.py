@@ -18,26 +18,21 @@ import pytest
 
 from support import wait_until
 from support.daemons import Daemon, write_daemon_script
-from support.local_cluster import LocalCluster, dag_jobs, gone, wait_gone, write_pipeline
+from support.local_cluster import (
+    LocalCluster,
+    cluster_factory,
+    dag_jobs,
+    gone,
+    wait_gone,
+    write_pipeline,
+)
 from support.processes import titanctl, wait_for_file
 
 
 @pytest.fixture
 def local_cluster(tmp_path):
     """A factory of :class:`LocalCluster` over ``tmp_path``; each is brought down and checked."""
-    made: list[LocalCluster] = []
-
-    def make(name: str = "cluster", **kwargs) -> LocalCluster:
-        made.append(LocalCluster(tmp_path / name, **kwargs))
-        return made[-1]
-    yield make
-    errors = []
-    for cluster in made:
-        try:
-            cluster.down_and_check()
-        except AssertionError as error:
-            errors.append(str(error))
-    assert not errors, "\n".join(errors)
+    yield from cluster_factory(tmp_path)
 
 
 def test_up_records_the_cluster_refuses_twice_and_down_stops_exactly_it(local_cluster,

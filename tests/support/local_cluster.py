@@ -98,8 +98,8 @@ def write_pipeline(path: Path, name: str, jobs: Iterable[dict[str, Any]]) -> Pat
     return path
 
 
-def dag_jobs(ledger: Ledger, width: int, depth: int,
-             body: str = "") -> tuple[list[dict], dict[str, list[str]]]:
+def dag_jobs(ledger: Any, width: int, depth: int, body: str = "",
+             retries: int = 3) -> tuple[list[dict], dict[str, list[str]]]:
     """``width`` chains of ``depth`` jobs; each job after the first row also waits for its
     right-hand neighbour's parent, so the chains are woven into one DAG. Returns the jobs and
     each job's parents."""
@@ -110,7 +110,7 @@ def dag_jobs(ledger: Ledger, width: int, depth: int,
             ups = [] if row == 0 else sorted({f"j{row - 1:03d}-{column:02d}",
                                               f"j{row - 1:03d}-{(column + 1) % width:02d}"})
             parents[job_id] = ups
-            job = {"id": job_id, "command": ledger.command(body), "retries": 3}
+            job = {"id": job_id, "command": ledger.command(body), "retries": retries}
             if ups:
                 job["depends_on"] = ups
             jobs.append(job)
@@ -360,6 +360,25 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except OSError:
         return None
+
+
+def cluster_factory(root: Path) -> Iterator[Callable[..., LocalCluster]]:
+    """Body of a fixture: a factory of :class:`LocalCluster` under ``root`` (``make(name,
+    env=..., web=...)``); at the end each is brought down and checked for leftovers."""
+    made: list[LocalCluster] = []
+
+    def make(name: str = "cluster", env: dict[str, str] | None = None,
+             **kwargs: Any) -> LocalCluster:
+        made.append(LocalCluster(root / name, env, **kwargs))
+        return made[-1]
+    yield make
+    errors = []
+    for cluster in made:
+        try:
+            cluster.down_and_check()
+        except AssertionError as error:
+            errors.append(str(error))
+    assert not errors, "\n".join(errors)
 
 
 def module_cluster(root: Path, workers: int, slots: int, *,
