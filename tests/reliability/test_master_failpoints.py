@@ -70,8 +70,12 @@ class Scenario:
         return run_id
 
     def wait_master_dead(self, timeout: float = 60) -> None:
-        master = psutil.Process(self.cluster.state["master"]["pid"])
-        assert not wait_gone([master], timeout), "the failpoint never killed the master"
+        try:
+            master = psutil.Process(self.cluster.state["master"]["pid"])
+        except psutil.NoSuchProcess:
+            pass  # already gone (and reaped)
+        else:
+            assert not wait_gone([master], timeout), "the failpoint never killed the master"
         self.ledger.note("crash", "master")
         self.cluster.reconnect()
 
