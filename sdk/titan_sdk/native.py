@@ -169,7 +169,7 @@ class Titan(OwnedConnection, ClientFiles, ClientLifecycle):
 
     def run(self, run_id: str) -> Run:
         """The run ``run_id`` ("latest": the newest). Raises NotFound."""
-        summary = self._call(lambda c: c.run(run_id).run, ref=run_id, read=True)
+        summary = self._call(lambda c: c.run(run_id, jobs=False).run, ref=run_id, read=True)
         return Run(self, summary.run_id, summary.name)
 
     def runs(self, agent_run_id: str | None = None, limit: int = 50) -> list[RunSummary]:
@@ -228,7 +228,8 @@ class Run(RunFiles):
 
     def summary(self) -> RunSummary:
         """The run's state, times, agent run id, job counts and submitter, as it stands."""
-        return self.client._call(lambda c: c.run(self.run_id).run, ref=self.run_id, read=True)
+        return self.client._call(lambda c: c.run(self.run_id, jobs=False).run, ref=self.run_id,
+                                 read=True)
 
     def jobs(self) -> list[JobInfo]:
         """Every job of the run (its added ones too), in submission order."""

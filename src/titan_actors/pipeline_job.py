@@ -89,6 +89,8 @@ def as_name(key: str, node: Node) -> str:
 
 def check_id(key: str, node: Node, text: str) -> str:
     """Return ``text`` when it is a valid job id, else raise Bad for ``node``."""
+    if text in (".", ".."):
+        raise Bad(f"'{key}' {text!r} is not a valid job id (it names the job's files)", node)
     if not text or "/" in text or any(c.isspace() or not c.isprintable() for c in text):
         raise Bad(f"'{key}' {text!r} is not a valid job id ({_ID_RULE})", node)
     return text

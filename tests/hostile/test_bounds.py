@@ -134,3 +134,19 @@ def test_a_peer_that_never_reads_its_replies_is_dropped():
     finally:
         server.stop(timeout=2)
         system.stop_all(timeout=5)
+
+
+def test_only_replies_count_against_a_peer_that_does_not_read_them():
+    """This side's own frames queued behind backpressure (a worker streaming output to a busy
+    master) are not the peer's unread replies: a small reply then still fits."""
+    from titan_actors.wire.frame import Flag
+    from titan_actors.wire.outbox import Outbox
+    box = Outbox(frames=1000, backlog_bytes=1000)
+    for _ in range(10):
+        box.put((1, b"x" * 400, Flag(0), 0), timeout=0)  # tells: 4,000 bytes, over the limit
+    assert box.bytes == 4000 and box.reply_bytes == 0
+    assert not box.overfull(10)
+    box.put_nowait((2, b"r" * 900, Flag.REPLY, 7))
+    assert box.reply_bytes == 900 and box.overfull(200)
+    box.written([box.queue.get_nowait() for _ in range(11)])
+    assert box.bytes == box.reply_bytes == 0 and not box.overfull(200)

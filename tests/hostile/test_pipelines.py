@@ -39,6 +39,8 @@ def refused(cluster, *jobs: JobSpec, name: str = "bad") -> str:
                                f"{MAX_ID_BYTES}"),
     ("é" * (MAX_ID_BYTES // 2 + 1), "(101 characters): the id is 202 bytes long"),
     ("L" * 100_000, "... (100000 characters)"),
+    (".", "job '.': the id names files of the job"),
+    ("..", "job '..': the id names files of the job"),
 ])
 def test_a_job_id_that_cannot_name_a_file_is_refused_at_submission(cluster, job_id, problem):
     message = refused(cluster, job(job_id))

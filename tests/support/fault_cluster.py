@@ -27,7 +27,8 @@ from titan_actors.scheduler import JobState
 from titan_actors.wire.messages.master import Event, EventKind
 
 # the reasons the master gives when it declares an attempt lost (actors/master_workers.py)
-LOSSES = ("was lost", "registered without it", "is gone")
+LOSSES = ("was lost", "restarted while running it", "is gone",
+          "no worker claimed it after a restart")
 
 
 class ClusterEvents:

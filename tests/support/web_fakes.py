@@ -46,10 +46,10 @@ class FakeMaster:
     def runs(self, limit: int = 50, agent_run_id: str = ""):
         return (self.summary,)
 
-    def run(self, run_ref: str = "latest") -> RunDetail:
+    def run(self, run_ref: str = "latest", jobs: bool = True) -> RunDetail:
         if run_ref != "r1":
             raise UnknownRunError(f"no run {run_ref}")
-        return RunDetail(self.summary, self.jobs, 7)
+        return RunDetail(self.summary, self.jobs if jobs else (), 7)
 
     def job(self, job_ref: str) -> JobDetail:
         run_id, _, job_id = job_ref.partition("/")

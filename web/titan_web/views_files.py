@@ -109,7 +109,7 @@ def download(area: str, name: str):
 @bp.route("/runs/<run_id>/files")
 def workspace(run_id: str):
     with console().pool.client() as client:
-        run = client.run(run_id).run  # an unknown run: 404
+        run = client.run(run_id, jobs=False).run  # an unknown run: 404
         listing = transfer.list_workspace(client, run_id)
     entries = sorted(listing.entries, key=lambda e: (e.worker, e.path))
     return render_template("workspace.html", nav="runs", run=run, entries=entries,

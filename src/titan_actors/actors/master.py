@@ -154,6 +154,7 @@ class MasterActor(PersistenceRecovery, ClientRequests, FileRequests, LifecycleRe
             self._unclaimed[(run_id, job_id)] = now + self.options.lease
         log.info("master replayed %d records; %d running attempts await their workers",
                  count, len(self._unclaimed))
+        self._last_lease_check = self.clock.monotonic()
         self.send_every(self.options.heartbeat_interval, _CheckLeases())
         self.send_every(self.options.retention_interval, _Retention())
         self.send_every(self.options.persistence_retry, Restore())

@@ -226,6 +226,17 @@ class WorkerRequests:
         if self.degraded is not None:
             return
         now_mono = self.clock.monotonic()
+        gap, self._last_lease_check = now_mono - self._last_lease_check, now_mono
+        if gap > max(3 * self.options.heartbeat_interval, self.options.lease / 2):
+            # this master did not run for a while (a long compaction, a CPU-bound request, a
+            # SIGSTOP): its workers' heartbeats wait unread in their sockets, they are not
+            # missing. Each connected worker gets a lease from now, not a loss.
+            for entry in self.workers:
+                if entry.connected:
+                    entry.last_seen = max(entry.last_seen, now_mono)
+            log.warning("the master did not run for %.1f s; its workers' leases start again",
+                        gap)
+            return
         records: list = []
         for entry in self.workers.expired(now_mono):
             self.workers.remove(entry.name)

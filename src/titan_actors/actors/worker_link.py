@@ -124,7 +124,12 @@ class MasterLink:
             try:
                 endpoint.remote.ask(Ping(b"worker"), timeout=lease)
             except AskTimeoutError:
-                log.warning("the master did not answer for %.1f s; dialling it again", lease)
+                # a reply queued behind big frames (file chunks, dispatches) on a slow path is
+                # late, not lost: the link is alive as long as anything at all arrives
+                silent = endpoint.silent_for()
+                if silent < lease:
+                    continue
+                log.warning("the master sent nothing for %.1f s; dialling it again", silent)
                 endpoint.close()
             except Exception as error:  # the link broke (the loop sees it) or its queue is full
                 log.debug("could not ping the master: %s", error)

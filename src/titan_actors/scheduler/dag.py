@@ -38,6 +38,11 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 _PLAIN_NUMBERS = (int, float)  # exactly: bool (an int) is no number of seconds
 _HUGE = 1e308  # below it a plain number is finite (larger ones take the long way)
 _SUGGEST_AMONG = 5000  # ids a "did you mean" looks through (difflib is quadratic-ish)
+# the hint runs in the master's actor: bounded so that no submission can stall it (measured
+# before the bounds: 50 unknown parents among 5,000 ids of 190 characters took 614 s)
+_MAX_HINTS = 3          # unknown parents that get a hint
+_HINT_MAX_LENGTH = 64   # longer ids get none
+_HINT_CANDIDATES = 500  # ids of about the same length compared, at most
 _SHOWN_ID = 60  # characters of a bad id quoted in a message
 
 
@@ -113,6 +118,10 @@ def field_problems(spec: JobSpec, number: int = 0) -> list[str]:
     if _BAD_ID.search(spec.id):
         where = f"job {_shown(spec.id)}"
         out.append(f"{where}: the id must not contain whitespace or '/'")
+    elif spec.id in (".", ".."):
+        where = f"job {_shown(spec.id)}"
+        out.append(f"{where}: the id names files of the job (its log, its script): '.' and "
+                   f"'..' cannot")
     elif not spec.id.isprintable():
         where = f"job {_shown(spec.id)}"
         out.append(f"{where}: the id must not contain control or other unprintable "
@@ -268,7 +277,7 @@ def _resolve_parents(ids: dict[str, JobSpec], existing: Container[str],
                 resolved[parent] = resolve(parent)
             if resolved[parent] is None:
                 unknown += 1
-                hint = _close_id(parent, ids, existing) if unknown <= _MAX_LISTED else ""
+                hint = _close_id(parent, ids, existing) if unknown <= _MAX_HINTS else ""
                 problems.append(f"job '{spec.id}': parent '{parent}' is unknown: it is not in "
                                 "this submission and no run holds a job of that id" + hint)
     return {parent: run for parent, run in resolved.items() if run is not None}
@@ -277,12 +286,17 @@ def _resolve_parents(ids: dict[str, JobSpec], existing: Container[str],
 def _close_id(parent: str, ids: dict[str, JobSpec], existing: Container[str]) -> str:
     """`` (did you mean 'x'?)`` naming the closest id of the submission (or of the run, when
     ``existing`` can be listed), or "" when none is close or there are too many to look at."""
+    if len(parent) > _HINT_MAX_LENGTH:
+        return ""
     candidates = list(ids)
     if isinstance(existing, set | frozenset | dict | list | tuple):
         candidates.extend(existing)
     if len(candidates) > _SUGGEST_AMONG:
         return ""
-    close = difflib.get_close_matches(parent, candidates, n=1, cutoff=0.6)
+    # difflib is quadratic in the lengths: only ids of about the same length are compared
+    size = len(parent)
+    candidates = [c for c in candidates if abs(len(c) - size) <= 2 and len(c) <= _HINT_MAX_LENGTH]
+    close = difflib.get_close_matches(parent, candidates[:_HINT_CANDIDATES], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

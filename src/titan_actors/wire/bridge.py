@@ -54,7 +54,7 @@ from . import codec
 from .auth import Session
 from .connection import Connection, RequestIds
 from .frame import Flag, Frame
-from .outbox import Full, InFlight, Outbox
+from .outbox import Full, InFlight, Outbox, PeerReply
 from .registry import message_class
 from .remote import RemoteRef
 from .remote_errors import error_to_reply, reply_value
@@ -120,6 +120,7 @@ class Endpoint:
         self._writing = self._wrote_directly = False
         self._loop = gevent.get_hub().loop
         self._next_iteration = self._allow_direct
+        self.last_received = clock.monotonic()  # when a read last brought frames (liveness)
 
     # -- life ---------------------------------------------------------------------------------
 
@@ -133,6 +134,10 @@ class Endpoint:
         """Run the reader in the calling greenlet until the connection ends (servers use this)."""
         self._group.spawn(self._guard, self._write_loop)
         self._guard(self._read_loop)
+
+    def silent_for(self) -> float:
+        """Seconds since a read last brought frames from the peer (on this endpoint's clock)."""
+        return self._clock.monotonic() - self.last_received
 
     @property
     def is_open(self) -> bool:
@@ -316,8 +321,11 @@ class Endpoint:
     def _read_loop(self) -> None:
         recv_batch = self.connection.recv_batch
         on_reply, on_request = self._on_reply, self._on_request
+        monotonic = self._clock.monotonic
         while True:
-            for frame in recv_batch():  # every frame one read brought in
+            frames = recv_batch()
+            self.last_received = monotonic()
+            for frame in frames:  # every frame one read brought in
                 if _IS_REPLY[frame.flags]:
                     on_reply(frame)
                 else:
@@ -356,7 +364,7 @@ class Endpoint:
             raise BrokenError(f"{self.name}: {self._in_flight.count} requests from "
                               f"{self.connection.peer_address} waited {self._delivery_timeout} s "
                               "for their answers; closing the connection")
-        reply = _Reply(self, request_id, len(frame.payload)) if request_id else None
+        reply = PeerReply(self, request_id, len(frame.payload)) if request_id else None
         try:
             self.local.deliver(Envelope(message, self._sender, reply), self._delivery_timeout)
         except TitanError as error:
@@ -388,32 +396,6 @@ class Endpoint:
         future = self._pending.pop(request_id, None)
         if future is not None:
             future.set_exception(error)
-
-
-class _Reply(Future):
-    """The Future of a peer's ask: resolving it queues the reply frame at once, in the
-    resolving greenlet, instead of one hub callback later (it never blocks)."""
-
-    __slots__ = ("_endpoint", "_request_id", "_size")
-
-    def __init__(self, endpoint: Endpoint, request_id: int, size: int) -> None:
-        super().__init__("reply to a peer's request")
-        self._endpoint = endpoint
-        self._request_id = request_id
-        self._size = size  # of the request, counted in flight until it is answered
-        endpoint._in_flight.start(size)
-
-    def set(self, value: Any = None) -> None:
-        if not self._result.ready():
-            self._result.set(value)
-            self._endpoint._in_flight.end(self._size)
-            self._endpoint._send_value(self._request_id, value)
-
-    def set_exception(self, exc: BaseException) -> None:
-        if not self._result.ready():
-            self._result.set_exception(exc)
-            self._endpoint._in_flight.end(self._size)
-            self._endpoint._send_error(self._request_id, exc)
 
 
 def make_send_lock() -> Semaphore:

@@ -14,10 +14,18 @@ tells the endpoint to drop such a peer rather than hold one more reply.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from gevent.event import Event
 from gevent.queue import Full, Queue
 
-__all__ = ["Full", "InFlight", "Outbox"]
+from ..actors.future import Future
+from .frame import Flag
+
+if TYPE_CHECKING:
+    from .bridge import Endpoint
+
+__all__ = ["Full", "InFlight", "Outbox", "PeerReply"]
 
 
 class InFlight:
@@ -63,16 +71,19 @@ class Outbox:
     """At most ``frames`` queued frames, plus at most ``frames`` late replies.
 
     Items are ``(type_id, payload, flags, request_id)`` tuples; :attr:`bytes` counts the payloads
-    queued or late and not written yet. ``backlog_bytes`` bounds them, except that one frame
-    alone always fits (the largest frame the peer may receive is bounded elsewhere).
+    queued or late and not written yet, :attr:`reply_bytes` those of replies alone.
+    ``backlog_bytes`` bounds the replies (one alone always fits: the largest frame the peer may
+    receive is bounded elsewhere). This side's own requests and tells are not counted against
+    the peer: they wait for room (backpressure), and a reply queued behind them says nothing of
+    whether the peer reads its replies.
     """
 
-    __slots__ = ("_limit", "bytes", "late", "maxsize", "queue")
+    __slots__ = ("_limit", "bytes", "late", "maxsize", "queue", "reply_bytes")
 
     def __init__(self, frames: int, backlog_bytes: int) -> None:
         self.queue: Queue = Queue(maxsize=frames)  # the writer takes from it directly
         self.maxsize = frames
-        self.bytes = 0
+        self.bytes = self.reply_bytes = 0
         self.late = 0
         self._limit = backlog_bytes
 
@@ -80,18 +91,24 @@ class Outbox:
         return (f"{self.bytes} bytes ({self.queue.qsize()} frames queued, {self.late} more "
                 f"waiting for room)")
 
+    def _count(self, item: tuple, sign: int) -> None:
+        size = len(item[1]) * sign
+        self.bytes += size
+        if item[2] & Flag.REPLY:
+            self.reply_bytes += size
+
     def put(self, item: tuple, timeout: float | None) -> None:
         """Queue ``item``, waiting up to ``timeout`` for room. Raises Full."""
-        self.bytes += len(item[1])
+        self._count(item, 1)
         try:
             self.queue.put(item, timeout=timeout)
         except Full:
-            self.bytes -= len(item[1])
+            self._count(item, -1)
             raise
 
     def put_nowait(self, item: tuple) -> bool:
         """Queue ``item`` if there is room (True); False: the caller must :meth:`put_late` it."""
-        self.bytes += len(item[1])
+        self._count(item, 1)
         try:
             self.queue.put_nowait(item)
         except Full:
@@ -105,21 +122,48 @@ class Outbox:
         try:
             self.queue.put(item, timeout=timeout)
         except Full:
-            self.bytes -= len(item[1])
+            self._count(item, -1)
             raise
         finally:
             self.late -= 1
 
     def overfull(self, size: int) -> bool:
         """Whether one more reply of ``size`` bytes is more than a peer may leave unread."""
-        return self.late >= self.maxsize or (self.bytes > 0 and self.bytes + size > self._limit)
+        return self.late >= self.maxsize or (
+            self.reply_bytes > 0 and self.reply_bytes + size > self._limit)
 
     def written(self, batch: list[tuple]) -> None:
         """Forget the bytes of ``batch``, taken from the queue and written."""
         for item in batch:
-            self.bytes -= len(item[1])
+            self._count(item, -1)
 
     def clear(self) -> None:
         while not self.queue.empty():
             self.queue.get_nowait()
-        self.bytes = 0
+        self.bytes = self.reply_bytes = 0
+
+
+class PeerReply(Future):
+    """The Future of a peer's ask: resolving it queues the reply frame at once, in the
+    resolving greenlet, instead of one hub callback later (it never blocks)."""
+
+    __slots__ = ("_endpoint", "_request_id", "_size")
+
+    def __init__(self, endpoint: Endpoint, request_id: int, size: int) -> None:
+        super().__init__("reply to a peer's request")
+        self._endpoint = endpoint
+        self._request_id = request_id
+        self._size = size  # of the request, counted in flight until it is answered
+        endpoint._in_flight.start(size)
+
+    def set(self, value: Any = None) -> None:
+        if not self._result.ready():
+            self._result.set(value)
+            self._endpoint._in_flight.end(self._size)
+            self._endpoint._send_value(self._request_id, value)
+
+    def set_exception(self, exc: BaseException) -> None:
+        if not self._result.ready():
+            self._result.set_exception(exc)
+            self._endpoint._in_flight.end(self._size)
+            self._endpoint._send_error(self._request_id, exc)

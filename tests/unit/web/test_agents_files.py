@@ -68,7 +68,7 @@ class FilesMaster(FakeMaster):
         self.workspace = {("w1", "out.txt"): b"one\n", ("w2", PAGE): PAGE_BODY}
         self.asked: list[object] = []
 
-    def run(self, run_ref: str = "latest") -> RunDetail:
+    def run(self, run_ref: str = "latest", jobs: bool = True) -> RunDetail:
         if run_ref == "r3":  # the active run: a ready service on w1
             return RunDetail(self.all_runs[1], (job("svc", JobState.READY, run_id="r3",
                                                     kind=JobKind.SERVICE),), 7)
