@@ -30,7 +30,7 @@ from typing import Any
 
 import psutil
 
-from support.processes import TITANCTL, titanctl, wait_for_file
+from support.processes import TITANCTL, spawn_titanctl, titanctl, wait_for_file
 from titan_actors.client import MasterClient
 
 # Short timings: a worker is lost 1.5 s after its last heartbeat, and a drain lasts 2 s at most.
@@ -282,9 +282,7 @@ class LocalCluster:
 
     def spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
         """Start a titanctl process that the end of the test stops (output to a log file)."""
-        with open(self.root / log_name, "ab") as log:
-            process = subprocess.Popen([TITANCTL, *args], stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env={**os.environ, **self.env})
+        process = spawn_titanctl(args, self.root / log_name, self.env)
         self.started.append(process)
         return process
 

@@ -23,6 +23,14 @@ def titanctl(*args: str, env: dict | None = None, timeout: float = 60,
                           timeout=timeout, cwd=cwd)
 
 
+def spawn_titanctl(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start ``titanctl ARGS`` in the background, its output appended to ``log``, with this
+    process's environment plus ``env``."""
+    with open(log, "ab") as out:
+        return subprocess.Popen([TITANCTL, *args], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env={**os.environ, **env})
+
+
 def wait_for_file(path: Path, process: subprocess.Popen, timeout: float = 30) -> str:
     """Wait until ``path`` exists (written atomically by the process) and return its text.
 

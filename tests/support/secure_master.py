@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import subprocess
 from pathlib import Path
 
-from support.processes import TITANCTL, stop_and_check, wait_for_file
+from support.processes import spawn_titanctl, stop_and_check, wait_for_file
 from titan_actors.client import MasterClient
 from titan_actors.config_security import generate_key_file, read_key_file
 from titan_actors.keys import derive_role_key_file, load_keyring
@@ -62,9 +61,7 @@ class KeyedMaster:
 
     def spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
         """Start ``titanctl ARGS`` (output to ``root/log_name``); :meth:`stop` stops it."""
-        with open(self.root / log_name, "ab") as log:
-            process = subprocess.Popen([TITANCTL, *args], stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env={**os.environ, **self.env})
+        process = spawn_titanctl(args, self.root / log_name, self.env)
         self.processes.append(process)
         return process
 
