@@ -10,17 +10,14 @@ import threading
 
 import pytest
 
-from support.local_cluster import FAST, LocalCluster, write_pipeline
+from support.local_cluster import FAST, module_cluster, write_pipeline
 
 LEASE = float(FAST["TITAN_LEASE"])
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    made = LocalCluster(tmp_path / "cluster")
-    made.up(workers=1, slots=1)
-    yield made
-    made.down_and_check()
+    yield from module_cluster(tmp_path / "cluster", workers=1, slots=1)
 
 
 @pytest.mark.timeout(60)

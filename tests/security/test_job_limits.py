@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from support.local_cluster import LocalCluster, write_pipeline
+from support.local_cluster import module_cluster, write_pipeline
 from titan_actors.errors import ConfigError
 from titan_actors.job_limits import explain_exit, parse_limit, to_rlimits
 from titan_actors.pipeline import parse_pipeline
@@ -57,10 +57,7 @@ def test_exits_are_explained_by_the_limit_that_ends_them():
 
 @pytest.fixture
 def cluster(tmp_path):
-    made = LocalCluster(tmp_path / "cluster")
-    made.up(workers=1, slots=4)
-    yield made
-    made.down_and_check()
+    yield from module_cluster(tmp_path / "cluster", workers=1, slots=4)
 
 
 def test_a_real_cluster_applies_each_limit(cluster, tmp_path):

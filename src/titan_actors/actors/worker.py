@@ -30,12 +30,11 @@ from ..wire.messages.control import Ping, Pong
 from .base import Actor, Sender, handles
 from .worker_burst import BurstSpawner
 from .worker_files import SweepWorkspaces, WorkerFiles
-from .worker_link import Drain, MasterLink, _Beat, _key
+from .worker_link import Drain, MasterLink, _attempt_of, _Beat, _key
 from .worker_model import (
     WorkerOptions,
     _Acked,
     _Attempt,
-    _attempt_of,
     _exit_reason,
     _Exited,
     _HandBackAcked,

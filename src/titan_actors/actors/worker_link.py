@@ -42,6 +42,14 @@ def _key(ref: w.AttemptRef) -> str:
     return f"{ref.run_id}/{ref.job_id}/{ref.attempt}/{ref.epoch}"
 
 
+def _attempt_of(key: str) -> w.AttemptRef | None:
+    """The attempt a launcher key (``RUN/JOB/ATTEMPT/EPOCH``) names, or None for another key."""
+    parts = key.split("/")
+    if len(parts) != 4 or not (parts[2].isdigit() and parts[3].isdigit()):
+        return None
+    return w.AttemptRef(parts[0], parts[1], int(parts[2]), int(parts[3]))
+
+
 @dataclass(frozen=True, slots=True)
 class _Connected:
     endpoint: Endpoint

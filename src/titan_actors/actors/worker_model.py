@@ -97,11 +97,3 @@ def _exit_reason(exit_code: int, limits: dict[str, int]) -> str:
         return ""
     why = explain_exit(limits, exit_code)
     return f"exit code {exit_code}" + (f" ({why})" if why else "")
-
-
-def _attempt_of(key: str) -> w.AttemptRef | None:
-    """The attempt a launcher key (``RUN/JOB/ATTEMPT/EPOCH``) names, or None for another key."""
-    parts = key.split("/")
-    if len(parts) != 4 or not (parts[2].isdigit() and parts[3].isdigit()):
-        return None
-    return w.AttemptRef(parts[0], parts[1], int(parts[2]), int(parts[3]))
